@@ -1,0 +1,1 @@
+//! The vocabulary shared by every crate: ids, digests, statuses. No I/O.
