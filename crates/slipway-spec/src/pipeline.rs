@@ -1,0 +1,1 @@
+//! `.slipway/pipeline.yml`: Slipway's pipeline format, after CodePipeline V2.
