@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Runs Slipway's whole test suite, as the README says and CI does (.ci/run):
+# provisions the machine (scripts/provision.sh: git, Docker engine, base image), runs
+# every test in the workspace with cargo-nextest, then stops any dockerd that
+# provisioning started. Docker tests are never skipped here.
+#
+# Usage: scripts/test.sh [extra nextest/cargo-test arguments, e.g. -p slipway-spec]
+# With CI=true it uses the nextest profile `ci` (.config/nextest.toml).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# This suite must run the Docker tests; an inherited opt-out would hide them.
+unset SLIPWAY_SKIP_DOCKER_TESTS
+
+# Stop only what provisioning started (it keeps the pidfile); keep the tests' status.
+stop_provisioned() {
+    local status=$?
+    scripts/provision.sh --stop || echo "test.sh: warning: stopping the provisioned dockerd failed" >&2
+    exit "$status"
+}
+trap stop_provisioned EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+scripts/provision.sh
+
+if [ "${CI:-}" = "true" ]; then
+    # Incremental artifacts only cost time and disk in a fresh clone.
+    export CARGO_INCREMENTAL=0
+    export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+fi
+
+if cargo nextest --version >/dev/null 2>&1; then
+    profile=()
+    if [ "${CI:-}" = "true" ] && [ -f .config/nextest.toml ]; then
+        profile=(--profile ci)
+    fi
+    cargo nextest run --workspace --no-fail-fast "${profile[@]}" "$@"
+else
+    echo "test.sh: cargo-nextest not found; falling back to cargo test" >&2
+    cargo test --workspace --no-fail-fast "$@"
+fi
