@@ -1,1 +1,5 @@
-//! slipway-proto
+//! Wire types shared by the engine, the server, the CLI and agents. Versioned: see docs/events.md.
+
+pub mod event;
+
+pub use event::{ArtifactRef, Event, EventBody, ReportSummary, TestFailure, EVENT_SCHEMA_VERSION};
