@@ -1,0 +1,1 @@
+//! Test reports: finding report files and reading JUnit XML into counts and failures.
