@@ -13,7 +13,9 @@
 #   DOCKER_HOST            unix:///path: the engine to check, and the socket a started dockerd
 #                          listens on (default: the docker CLI's default)
 #   SLIPWAY_DOCKERD_ARGS   extra dockerd arguments, split on whitespace (e.g. a scratch
-#                          --data-root/--exec-root/--pidfile to run beside another engine)
+#                          --data-root/--exec-root/--pidfile to run beside another engine;
+#                          there, never pass --bridge none: dockerd then DELETES docker0,
+#                          breaking the other engine's default network)
 #   SLIPWAY_DOCKERD_TIMEOUT  seconds to wait for a started dockerd to answer (default 60)
 #
 # Prints one line per thing it did, and nothing when nothing changed. On failure it
