@@ -236,7 +236,7 @@ ensure_base_image() {
     work="$(mktemp -d "${TMPDIR:-/tmp}/slipway-rootfs.XXXXXX")"
     CLEANUP_DIR="$work"
     make_rootfs "$work/rootfs"
-    local tar_args=(--numeric-owner -C "$work/rootfs" -c .)
+    local tar_args=(--numeric-owner -C "$work/rootfs" -cf - .)
     [ "$(id -u)" -eq 0 ] || tar_args=(--owner=0 --group=0 "${tar_args[@]}")
     if ! tar "${tar_args[@]}" | docker import \
         --change 'CMD ["/bin/sh"]' \

@@ -1,4 +1,5 @@
 #!/bin/sh
+# shellcheck disable=SC1091 # sources files relative to the project root
 # run.sh: runs every test_* function in tests/test_*.sh, each in its own
 # subshell from the project root, and writes a JUnit XML report.
 # POSIX sh only (busybox ash, dash, bash --posix).
