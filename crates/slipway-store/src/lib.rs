@@ -1,1 +1,10 @@
-//! slipway-store
+//! slipway-store: durable state. For now the content-addressed blob store on local disk.
+//!
+//! Blobs (logs, artifacts, caches, image layers) live at `<root>/blobs/sha256/<2 hex>/<64 hex>`.
+//! A blob is written to a temporary file under `<root>/tmp/`, hashed as it streams, and renamed
+//! into place only when complete, so a reader never sees a partial blob and identical content
+//! is stored once. `tmp/` sits on the same file system as `blobs/`, which keeps the rename atomic.
+
+mod blob;
+
+pub use blob::{BlobStore, BlobWriter, StoreError, SyncBlobWriter};
