@@ -324,7 +324,10 @@ pub fn parse(text: &str) -> (Option<Pipeline>, Vec<Diagnostic>) {
         Ok(n) => n,
         Err(d) => return (None, vec![d]),
     };
-    let mut r = Reader::default();
+    let mut r = Reader {
+        lines: text.lines().map(str::to_string).collect(),
+        ..Reader::default()
+    };
     let pipeline = r.pipeline(&root);
     let ok = !r.diags.has_errors();
     (pipeline.filter(|_| ok), r.diags.into_sorted())
@@ -434,6 +437,8 @@ struct Reader {
     execution_mode: ExecutionMode,
     variable_names: Vec<String>,
     infos: Vec<ActionInfo>,
+    /// The file's lines, to recover `y`, `N`, `on`, `off` that YAML 1.1 turned into booleans.
+    lines: Vec<String>,
 }
 
 fn valid_name(s: &str, allow_dot: bool) -> bool {
@@ -484,6 +489,42 @@ fn list_or_none(items: &[String]) -> String {
 }
 
 impl Reader {
+    /// A scalar as written. YAML 1.1 reads a plain `y`, `N`, `yes`, `on`, `off` as a boolean,
+    /// which would turn `env: { N: 1 }` into a variable named `false`; the source still has it.
+    fn raw(&self, node: &Node) -> Option<String> {
+        let Value::Bool(b) = node.value else {
+            return node.scalar_text();
+        };
+        let word: String = self
+            .lines
+            .get((node.pos.line as usize).wrapping_sub(1))
+            .map(|l| {
+                l.chars()
+                    .skip((node.pos.column as usize).saturating_sub(1))
+                    .take_while(char::is_ascii_alphabetic)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let lower = word.to_ascii_lowercase();
+        let words: &[&str] = if b {
+            &["y", "yes", "true", "on"]
+        } else {
+            &["n", "no", "false", "off"]
+        };
+        Some(if words.contains(&lower.as_str()) {
+            word
+        } else {
+            b.to_string()
+        })
+    }
+
+    /// `yaml::string`, but with booleans as written (see `raw`).
+    fn string(&mut self, node: &Node, path: &str) -> Option<String> {
+        match node.value {
+            Value::Bool(_) => self.raw(node),
+            _ => yaml::string(node, path, &mut self.diags),
+        }
+    }
     fn error(&mut self, pos: Pos, path: &str, message: impl Into<String>) -> &mut Diagnostic {
         self.diags.push(Diagnostic::error(pos, path, message));
         self.diags.0.last_mut().expect("just pushed")
@@ -500,7 +541,7 @@ impl Reader {
 
     /// A string field of an action: read, and kept for the reference check.
     fn text(&mut self, node: &Node, path: &str) -> Option<String> {
-        let s = yaml::string(node, path, &mut self.diags)?;
+        let s = self.string(node, path)?;
         self.fields.push(Field {
             pos: node.pos,
             path: path.to_string(),
@@ -554,7 +595,7 @@ impl Reader {
             return None;
         };
         let path = m.child_path(key);
-        let value = yaml::string(node, &path, &mut self.diags)?;
+        let value = self.string(node, &path)?;
         self.check_name(node.pos, &path, what, &value, true)
             .then(|| Located {
                 pos: node.pos,
@@ -564,7 +605,7 @@ impl Reader {
 
     /// One of a closed set of words, compared without case (so CodePipeline's `QUEUED` reads too).
     fn keyword<T: Copy>(&mut self, node: &Node, path: &str, options: &[(&str, T)]) -> Option<T> {
-        let s = yaml::string(node, path, &mut self.diags)?;
+        let s = self.string(node, path)?;
         let lower = s.to_ascii_lowercase();
         if let Some((_, v)) = options.iter().find(|(k, _)| *k == lower) {
             return Some(*v);
@@ -580,7 +621,7 @@ impl Reader {
     }
 
     fn duration(&mut self, node: &Node, path: &str) -> Option<Duration> {
-        let s = yaml::string(node, path, &mut self.diags)?;
+        let s = self.string(node, path)?;
         match parse_duration(&s) {
             Ok(d) if d.is_zero() => {
                 self.error(node.pos, path, "a timeout must be longer than zero");
@@ -703,11 +744,11 @@ impl Reader {
                     return Vec::new();
                 };
                 for (k, v) in m.rest() {
-                    let name = k.scalar_text().unwrap_or_default();
+                    let name = self.raw(k).unwrap_or_default();
                     let p = join(path, &name);
                     let default = match v.value {
                         Value::Null => None,
-                        _ => yaml::string(v, &p, &mut self.diags),
+                        _ => self.string(v, &p),
                     };
                     add(
                         self,
@@ -731,15 +772,15 @@ impl Reader {
                     let default = m
                         .get("default")
                         .filter(|d| d.value != Value::Null)
-                        .and_then(|d| yaml::string(d, &m.child_path("default"), &mut self.diags));
-                    let description = m.get("description").and_then(|d| {
-                        yaml::string(d, &m.child_path("description"), &mut self.diags)
-                    });
+                        .and_then(|d| self.string(d, &m.child_path("default")));
+                    let description = m
+                        .get("description")
+                        .and_then(|d| self.string(d, &m.child_path("description")));
                     match name {
                         None => self.missing(&m, "name", ""),
                         Some(n) => {
                             let np = m.child_path("name");
-                            if let Some(name) = yaml::string(n, &np, &mut self.diags) {
+                            if let Some(name) = self.string(n, &np) {
                                 add(
                                     self,
                                     Variable {
@@ -935,7 +976,7 @@ impl Reader {
             }
             let branch = m.get("branch").and_then(|b| {
                 let bp = join(path, "branch");
-                let s = yaml::string(b, &bp, &mut self.diags)?;
+                let s = self.string(b, &bp)?;
                 if s.trim().is_empty() || s.contains(char::is_whitespace) || s.starts_with("refs/")
                 {
                     self.error(b.pos, &bp, format!("`{s}` is not a branch name"))
@@ -953,7 +994,7 @@ impl Reader {
         } else {
             join(path, "cron")
         };
-        let expr = yaml::string(cron_node, &cp, &mut self.diags)?;
+        let expr = self.string(cron_node, &cp)?;
         match Cron::parse(&expr) {
             Ok(_) => Some(Schedule {
                 cron: cron::expand_macro(&expr)
@@ -1107,7 +1148,7 @@ impl Reader {
                 }
             }
             _ => {
-                let s = yaml::string(node, path, &mut self.diags)?;
+                let s = self.string(node, path)?;
                 let words: Vec<&str> = s.split_whitespace().collect();
                 match words.as_slice() {
                     ["fail"] => StageFailure::Fail,
@@ -1227,7 +1268,7 @@ impl Reader {
             .unwrap_or_default();
         let namespace = m.get("namespace").and_then(|n| {
             let np = join(path, "namespace");
-            let s = yaml::string(n, &np, &mut self.diags)?;
+            let s = self.string(n, &np)?;
             self.check_name(n.pos, &np, "namespace", &s, false)
                 .then(|| {
                     (
@@ -1267,16 +1308,21 @@ impl Reader {
             if types.contains(&t) {
                 continue;
             }
-            let takers: Vec<&str> = types.iter().map(|t| t.name()).collect();
+            let takers = match types {
+                [one] => one.name().to_string(),
+                [init @ .., last] => format!(
+                    "{} and {}",
+                    init.iter().map(|t| t.name()).collect::<Vec<_>>().join(", "),
+                    last.name()
+                ),
+                [] => String::new(),
+            };
             self.error(
                 k.pos,
                 &join(path, key),
                 format!("`{key}` does not apply to {} actions", t.name()),
             )
-            .hint = Some(format!(
-                "`{key}` is a key of {} actions",
-                takers.join(" and ")
-            ));
+            .hint = Some(format!("`{key}` is a key of {takers} actions"));
         }
         let known = ty.map_or_else(|| ACTION_KEYS.to_vec(), Type::keys);
         m.finish(&known, &mut self.diags);
@@ -1352,7 +1398,8 @@ impl Reader {
             }
             Some(n) => self.bounded(n, &join(path, "attempts"), 1, 10, ATTEMPTS),
         };
-        let on = match m.get("on") {
+        // YAML 1.1 reads a bare `on` key as the boolean true; both spellings mean `on`.
+        let on = match m.get("on").or_else(|| m.get("true")) {
             None => vec![RetryOn::Any],
             Some(n) => {
                 let op = join(path, "on");
@@ -1389,7 +1436,7 @@ impl Reader {
         };
         let mut out = Vec::new();
         for (k, v) in m.rest() {
-            let name = k.scalar_text().unwrap_or_default();
+            let name = self.raw(k).unwrap_or_default();
             let p = join(path, &name);
             if !valid_env_name(&name) {
                 self.error(k.pos, &p, format!("`{name}` is not a valid variable name"))

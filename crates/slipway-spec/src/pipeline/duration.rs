@@ -40,6 +40,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             "m" => 60_000,
             "h" => 3_600_000,
             "d" => 86_400_000,
+            "" if i < bytes.len() => {
+                let c = text[i..].chars().next().unwrap_or(' ');
+                return Err(bad(&format!("unexpected `{c}`")));
+            }
             "" => return Err(bad("a unit is missing")),
             other => return Err(bad(&format!("unknown unit `{other}`"))),
         };
