@@ -693,3 +693,31 @@ fn hostile_input_does_not_panic() {
         assert!(!d.is_empty(), "{text}");
     }
 }
+
+/// docs/pipeline.md must stay true: every complete example in it parses without errors.
+#[test]
+fn documented_examples_parse() {
+    let doc = include_str!("../../../../docs/pipeline.md");
+    let mut blocks = 0;
+    for block in doc.split("```yaml\n").skip(1) {
+        let yaml = block.split("```").next().unwrap_or_default();
+        if !yaml.starts_with("name:") {
+            continue;
+        }
+        blocks += 1;
+        let (p, d) = parse(yaml);
+        assert!(p.is_some() && d.is_empty(), "{yaml}\n{d:#?}");
+    }
+    assert_eq!(blocks, 2);
+    // The triggers snippet, inside a minimal pipeline.
+    let snippet = doc
+        .split("```yaml\ntriggers:")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .unwrap_or_default();
+    let text = format!(
+        "name: x\ntriggers:{snippet}stages: [ {{ name: s, actions: [ {{ name: a, type: build }} ] }} ]\n"
+    );
+    let (p, d) = parse(&text);
+    assert!(p.is_some() && d.is_empty(), "{text}\n{d:#?}");
+}
