@@ -596,11 +596,9 @@ impl Reader {
         };
         let path = m.child_path(key);
         let value = self.string(node, &path)?;
-        self.check_name(node.pos, &path, what, &value, true)
-            .then(|| Located {
-                pos: node.pos,
-                value,
-            })
+        let pos = node.pos;
+        self.check_name(pos, &path, what, &value, true)
+            .then_some(Located { pos, value })
     }
 
     /// One of a closed set of words, compared without case (so CodePipeline's `QUEUED` reads too).
@@ -927,22 +925,20 @@ impl Reader {
             Some(n) => {
                 let ep = join(path, "events");
                 let mut events = Vec::new();
-                for (i, e) in yaml::string_list(n, &ep, &mut self.diags)
-                    .iter()
-                    .enumerate()
-                {
+                let listed = yaml::string_list(n, &ep, &mut self.diags);
+                for (i, e) in listed.iter().enumerate() {
                     let node = Node {
                         pos: e.pos,
                         value: Value::String(e.value.clone()),
                     };
                     let opts = PullRequestEvent::ALL.map(|e| (e.as_str(), e));
-                    if let Some(ev) = self.keyword(&node, &format!("{ep}[{i}]"), &opts) {
-                        if !events.contains(&ev) {
-                            events.push(ev);
-                        }
+                    if let Some(ev) = self.keyword(&node, &format!("{ep}[{i}]"), &opts)
+                        && !events.contains(&ev)
+                    {
+                        events.push(ev);
                     }
                 }
-                if events.is_empty() && !self.diags.has_errors() {
+                if listed.is_empty() && matches!(n.value, Value::Seq(_) | Value::Null) {
                     self.error(n.pos, &ep, "no events listed").hint = Some(
                         "list some of opened, updated, closed, or remove `events` for all three"
                             .into(),
@@ -1269,16 +1265,9 @@ impl Reader {
         let namespace = m.get("namespace").and_then(|n| {
             let np = join(path, "namespace");
             let s = self.string(n, &np)?;
-            self.check_name(n.pos, &np, "namespace", &s, false)
-                .then(|| {
-                    (
-                        Located {
-                            pos: n.pos,
-                            value: s,
-                        },
-                        np,
-                    )
-                })
+            let pos = n.pos;
+            self.check_name(pos, &np, "namespace", &s, false)
+                .then_some((Located { pos, value: s }, np))
         });
         let timeout = m
             .get("timeout")
@@ -1417,10 +1406,10 @@ impl Reader {
                         ("timeout", RetryOn::Timeout),
                         ("any", RetryOn::Any),
                     ];
-                    if let Some(r) = self.keyword(&node, &format!("{op}[{i}]"), &opts) {
-                        if !on.contains(&r) {
-                            on.push(r);
-                        }
+                    if let Some(r) = self.keyword(&node, &format!("{op}[{i}]"), &opts)
+                        && !on.contains(&r)
+                    {
+                        on.push(r);
                     }
                 }
                 on

@@ -544,6 +544,7 @@ triggers:
   - schedule: "0 3 * *"
   - schedule: { branch: "refs/heads/main" }
   - pull-request: { events: [opened, merged] }
+  - pull-request: { events: [] }
   - { push: {}, schedule: "@daily" }
 stages:
   - { name: s, actions: [ { name: a, type: build } ] }
@@ -566,7 +567,9 @@ stages:
       hint: write the branch's short name, e.g. `main`
     .slipway/pipeline.yml:10:38: error: unknown value `merged` (at `triggers[6].pull-request.events[1]`)
       hint: expected one of: opened, updated, closed
-    .slipway/pipeline.yml:11:5: error: expected one of `push`, `pull-request` or `schedule` with its filter, found a mapping (at `triggers[7]`)
+    .slipway/pipeline.yml:11:29: error: no events listed (at `triggers[7].pull-request.events`)
+      hint: list some of opened, updated, closed, or remove `events` for all three
+    .slipway/pipeline.yml:12:5: error: expected one of `push`, `pull-request` or `schedule` with its filter, found a mapping (at `triggers[8]`)
       hint: one trigger per list item, e.g. `- push: { branches: [main] }`
     ");
     assert_snapshot!(check("name: x\ntriggers: push\nstages: [ { name: s, actions: [ { name: a, type: build } ] } ]\n"), @"
