@@ -1,4 +1,18 @@
 //! Executions as state machines: runs buildspecs on executors and pipelines of actions.
+//! Talks to executors and storage only through their traits and types.
 
 pub mod artifacts;
+pub mod build;
+mod cache;
+pub mod events;
+pub mod execution;
 pub mod reports;
+pub mod secrets;
+pub mod workspace;
+
+pub use build::{BuildEnvironment, BuildIds, BuildJob, BuildResult, run_build};
+pub use events::{ActionLog, EventSink};
+pub use execution::{
+    ActionSummary, Approver, Decision, Engine, ExecutionRequest, ExecutionResult, Executors,
+    run_execution,
+};

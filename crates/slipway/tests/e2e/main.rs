@@ -1,0 +1,8 @@
+//! The one integration-test binary: drives the built `slipway` with real git and a real
+//! Docker engine, as a user would.
+
+mod architecture;
+mod build;
+mod run;
+mod support;
+mod validate;
