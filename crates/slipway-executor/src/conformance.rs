@@ -497,6 +497,39 @@ mod docker_only {
     }
 
     #[tokio::test]
+    async fn unknown_user_is_named_in_the_error() {
+        let Some(h) = make_docker_executor().await else {
+            return;
+        };
+        let mut tj = start_job(&h).await;
+        let err = tj
+            .job
+            .open_shell(ShellOptions {
+                user: Some("no-such-user-slipway".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("no-such-user-slipway"), "{err}");
+        tj.job.cleanup().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn privileged_mounts_the_docker_socket() {
+        let Some(h) = make_docker_executor().await else {
+            return;
+        };
+        let workspace = tempfile::tempdir().unwrap();
+        let mut spec = spec(&unique("priv"), workspace.path());
+        spec.privileged = true;
+        let mut job = h.executor.start(&spec).await.unwrap();
+        let mut s = job.open_shell(ShellOptions::default()).await.unwrap();
+        let (st, _) = run(&mut s, "[ -S /var/run/docker.sock ]").await;
+        assert_eq!(st, CommandStatus::Exited(0));
+        job.cleanup().await.unwrap();
+    }
+
+    #[tokio::test]
     async fn missing_image_is_a_clear_error() {
         let Some(h) = make_docker_executor().await else {
             return;

@@ -546,8 +546,15 @@ impl Job for DockerJob {
             exec_id: created.id.clone(),
             pid: pid.clone(),
         };
-        let mut session =
-            ShellSession::start(Box::pin(reader), input, Box::new(backend), flag).await?;
+        let mut session = ShellSession::start(Box::pin(reader), input, Box::new(backend), flag)
+            .await
+            .map_err(|e| match e {
+                // Typically an unknown user or a missing shell: say which.
+                ExecutorError::Protocol { detail } => ExecutorError::Protocol {
+                    detail: format!("{what} (user {:?}): {detail}", opts.user),
+                },
+                other => other,
+            })?;
         // Docker runs each exec as a session leader; its pid (in the container) names
         // the process group that cancel kills.
         let probe = session.run_captured("printf '%s' \"$$\"").await?;

@@ -124,6 +124,10 @@ impl ShellSession {
     /// is `Ok(SessionEnded(code))`; `cancel` kills the session's processes and gives
     /// `Ok(Cancelled)`. After either of the last two, further calls return
     /// `Err(ExecutorError::SessionEnded)`.
+    ///
+    /// Output reaches `sink` as soon as it is read, except that a trailing `\n` (which
+    /// could begin the end-of-command marker) is held until the next bytes arrive; it is
+    /// never lost. Memory use is one 64 KiB buffer per session, whatever the output size.
     pub async fn run(
         &mut self,
         command: &str,
