@@ -111,18 +111,17 @@ fn convert(s: Spanned<Raw>, text: &str) -> Node {
     };
     let value = match s.value {
         Raw::Null => Value::Null,
-        Raw::Bool(b) => Value::Bool(b),
-        Raw::Number(n) => {
-            // Recover the number as written when the span points at plain text.
-            let span = loc.span();
-            let raw = span
-                .byte_offset()
-                .zip(span.byte_len())
-                .and_then(|(o, l)| text.get(o as usize..(o + l) as usize))
-                .map(str::trim)
-                .filter(|r| !r.is_empty() && !r.contains(char::is_whitespace));
-            Value::Number(raw.map(str::to_string).unwrap_or(n))
-        }
+        // YAML 1.1 words (`yes`, `no`, `on`, `off`, `y`, `N`) stay the strings they were written
+        // as: an env value `yes` or a variable named `N` must not become `true`/`false`. Schema
+        // readers that want a boolean accept those words (`yaml::boolean`).
+        Raw::Bool(b) => match raw_text(&loc, text) {
+            Some(r) if !r.eq_ignore_ascii_case("true") && !r.eq_ignore_ascii_case("false") => {
+                Value::String(r.to_string())
+            }
+            _ => Value::Bool(b),
+        },
+        // Numbers as written: `1.10` stays `1.10`, `0x1F` stays `0x1F`.
+        Raw::Number(n) => Value::Number(raw_text(&loc, text).map(str::to_string).unwrap_or(n)),
         Raw::String(st) => Value::String(st),
         Raw::Seq(items) => Value::Seq(items.into_iter().map(|i| convert(i, text)).collect()),
         Raw::Map(entries) => Value::Map(
@@ -133,6 +132,16 @@ fn convert(s: Spanned<Raw>, text: &str) -> Node {
         ),
     };
     Node { pos, value }
+}
+
+/// The plain scalar text a location spans, when it is one token.
+fn raw_text<'t>(loc: &serde_saphyr::Location, text: &'t str) -> Option<&'t str> {
+    let span = loc.span();
+    span.byte_offset()
+        .zip(span.byte_len())
+        .and_then(|(o, l)| text.get(o as usize..(o + l) as usize))
+        .map(str::trim)
+        .filter(|r| !r.is_empty() && !r.contains(char::is_whitespace))
 }
 
 impl<'de> Deserialize<'de> for Raw {
@@ -434,6 +443,21 @@ mod tests {
         let vars = m[1].1.as_map().unwrap()[0].1.as_map().unwrap();
         assert_eq!(vars[0].1.value, Value::Number("1.10".into()));
         assert_eq!(vars[0].0.pos, Pos { line: 4, column: 5 });
+    }
+
+    #[test]
+    fn yaml_1_1_words_stay_strings_and_true_false_are_booleans() {
+        let n = parse("a: yes\nN: 1\nc: true\nd: off\ne: False\n").unwrap();
+        let m = n.as_map().unwrap();
+        assert_eq!(m[0].1.value, Value::String("yes".into()));
+        assert_eq!(m[1].0.value, Value::String("N".into()));
+        assert_eq!(m[2].1.value, Value::Bool(true));
+        assert_eq!(m[3].1.value, Value::String("off".into()));
+        assert_eq!(m[4].1.value, Value::Bool(false));
+        let mut d = Diagnostics::default();
+        assert_eq!(boolean(&m[0].1, "a", &mut d), Some(true));
+        assert_eq!(boolean(&m[3].1, "d", &mut d), Some(false));
+        assert!(d.0.is_empty());
     }
 
     #[test]

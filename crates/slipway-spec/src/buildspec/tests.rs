@@ -504,7 +504,7 @@ artifacts:
   discard-paths: yes
 "#, @r#"
     version V0_2, run-as None
-    env shell=None variables=[("VERSION", "1.10"), ("HEX", "0x1F"), ("FLAG", "true")] parameter-store=[] exported=[] git-credential-helper=false
+    env shell=None variables=[("VERSION", "1.10"), ("HEX", "0x1F"), ("FLAG", "yes")] parameter-store=[] exported=[] git-credential-helper=false
     phase build (BUILD) run-as=None on-failure=None runtimes=[]
       10:9 $ "42"
       12:9 $ "if [ -n \"$X\" ]; then\n  echo \"x: $X\"\nfi\n"
