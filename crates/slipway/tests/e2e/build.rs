@@ -341,3 +341,59 @@ fn docker_build_is_cleaned_up_after_ctrl_c() {
     assert_eq!(st.code(), Some(1));
     assert_eq!(labelled(), 0, "containers left behind after Ctrl-C");
 }
+
+#[test]
+fn a_timeout_kills_the_command_and_reports_timed_out() {
+    let s = Scratch::new();
+    s.write(
+        "repo/buildspec.yml",
+        "version: 0.2\nphases:\n  build:\n    commands: [sleep 60]\n",
+    );
+    let t = std::time::Instant::now();
+    let r = s.slipway(&[
+        "build",
+        s.path().join("repo").to_str().unwrap(),
+        "--json",
+        "--executor",
+        "local",
+        "--timeout",
+        "1s",
+    ]);
+    assert_eq!(r.code, 1, "{}", r.explain());
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(20),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(
+        r.of_type("action_finished")[0]["status"],
+        "timed_out",
+        "{}",
+        r.explain()
+    );
+}
+
+#[test]
+fn docker_run_as_applies_to_the_build_and_to_a_phase_with_exports_carried() {
+    if !docker() {
+        return;
+    }
+    let s = Scratch::new();
+    s.write(
+        "repo/buildspec.yml",
+        "version: 0.2\nphases:\n  install:\n    commands: [export CARRIED=over, echo \"install as $(id -un)\"]\n  build:\n    run-as: builder\n    commands: [echo \"build as $(id -un) carried=$CARRIED\"]\n",
+    );
+    let r = s.slipway(&[
+        "build",
+        s.path().join("repo").to_str().unwrap(),
+        "--json",
+        "--executor",
+        "docker",
+        "--image",
+        IMAGE,
+    ]);
+    assert_eq!(r.code, 0, "{}", r.explain());
+    let log = r.log("build");
+    assert!(log.contains("install as root"), "{log}");
+    assert!(log.contains("build as builder carried=over"), "{log}");
+}
