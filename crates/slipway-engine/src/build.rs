@@ -348,12 +348,11 @@ impl Runner<'_> {
             }
         }
         // A PATH-less environment would leave `sh` unable to find anything (local executor).
-        if !env.iter().any(|(k, _)| k == "PATH") {
-            if let Ok(p) = std::env::var("PATH") {
-                if self.env.executor.kind() == slipway_executor::ExecutorKind::Local {
-                    env.push(("PATH".into(), p));
-                }
-            }
+        if !env.iter().any(|(k, _)| k == "PATH")
+            && let Ok(p) = std::env::var("PATH")
+            && self.env.executor.kind() == slipway_executor::ExecutorKind::Local
+        {
+            env.push(("PATH".into(), p));
         }
         env
     }
@@ -391,10 +390,10 @@ impl Runner<'_> {
         };
 
         // Cache restore happens before install.
-        if let Some(c) = &bs.cache {
-            if let Err(e) = cache::restore(self, handle, &mut shells, c, &cancel).await {
-                self.log.note(&format!("cache restore skipped: {e}")).await;
-            }
+        if let Some(c) = &bs.cache
+            && let Err(e) = cache::restore(self, handle, &mut shells, c, &cancel).await
+        {
+            self.log.note(&format!("cache restore skipped: {e}")).await;
         }
 
         // The first failure decides the build's status; later phases run only as CodeBuild
@@ -488,12 +487,11 @@ impl Runner<'_> {
                 }
             }
             self.phase_event_end("UPLOAD_ARTIFACTS", &o, t).await;
-            if let Some(c) = &bs.cache {
-                if failed.is_none() {
-                    if let Err(e) = cache::save(self, handle, &mut shells, c, &cancel).await {
-                        self.log.note(&format!("cache not saved: {e}")).await;
-                    }
-                }
+            if let Some(c) = &bs.cache
+                && failed.is_none()
+                && let Err(e) = cache::save(self, handle, &mut shells, c, &cancel).await
+            {
+                self.log.note(&format!("cache not saved: {e}")).await;
             }
         }
         if let Some(s) = shells.main.take() {

@@ -178,10 +178,10 @@ pub(crate) async fn save(
         .map_err(|e| e.to_string())?;
     let mut roots = Vec::new();
     for p in &c.paths {
-        if let Some(root) = pattern_root(p) {
-            if !roots.contains(&root) {
-                roots.push(root);
-            }
+        if let Some(root) = pattern_root(p)
+            && !roots.contains(&root)
+        {
+            roots.push(root);
         }
     }
     let mut kept = Vec::new();

@@ -151,11 +151,11 @@ impl LogSink for ActionLog {
         if data.is_empty() {
             return;
         }
-        if let Some(w) = self.blob.as_mut() {
-            if let Err(e) = w.write(data).await {
-                tracing::warn!(error = %e, "log storage failed; the log is only streamed from here");
-                self.blob = None;
-            }
+        if let Some(w) = self.blob.as_mut()
+            && let Err(e) = w.write(data).await
+        {
+            tracing::warn!(error = %e, "log storage failed; the log is only streamed from here");
+            self.blob = None;
         }
         if data.len() >= TAIL {
             self.tail.clear();

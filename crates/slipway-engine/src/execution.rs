@@ -384,7 +384,7 @@ fn choose_executor(
     b: &pipeline::BuildAction,
 ) -> Result<(&'static str, Arc<dyn Executor>), String> {
     let image = b.image.as_ref().or(req.default_image.as_ref());
-    let choice = b.executor.clone().or(req.default_executor.clone());
+    let choice = b.executor.or(req.default_executor);
     match choice {
         Some(ExecutorChoice::Local) => Ok(("local", engine.executors.local.clone())),
         Some(ExecutorChoice::Docker) => match &engine.executors.docker {

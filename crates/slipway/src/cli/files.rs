@@ -91,10 +91,10 @@ pub fn buildspecs_of(p: &pipeline::Pipeline) -> Vec<String> {
     let mut v = Vec::new();
     for s in &p.stages {
         for a in &s.actions {
-            if let pipeline::ActionKind::Build(b) = &a.kind {
-                if !v.contains(&b.buildspec) {
-                    v.push(b.buildspec.clone());
-                }
+            if let pipeline::ActionKind::Build(b) = &a.kind
+                && !v.contains(&b.buildspec)
+            {
+                v.push(b.buildspec.clone());
             }
         }
     }

@@ -5,7 +5,6 @@ use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use slipway_model::Status;
 use slipway_proto::{Event, EventBody};
 use tokio::sync::mpsc;
 
@@ -29,7 +28,7 @@ pub async fn consume(mut rx: mpsc::Receiver<Event>, json: bool) {
                 break;
             }
         }
-        let mut write = |out: &mut dyn Write| {
+        let write = |out: &mut dyn Write| {
             for ev in &batch {
                 if json {
                     if let Ok(s) = serde_json::to_string(ev) {
