@@ -378,13 +378,10 @@ fn read_root(root: &Node, diags: &mut Diagnostics) -> Option<Buildspec> {
     }
     if let Some(n) = m.get("environment_variables") {
         if version == Some(Version::V0_1) {
-            let mut em = MapReader::new(n, "environment_variables", diags);
-            if let Some(em) = em.as_mut() {
+            if let Some(mut em) = MapReader::new(n, "environment_variables", diags) {
                 if let Some(p) = em.get("plaintext") {
                     env.variables = read_variables(p, "environment_variables.plaintext", diags);
                 }
-            }
-            if let Some(em) = em {
                 em.finish(&["plaintext"], diags);
             }
         } else {
@@ -835,19 +832,19 @@ fn read_phase(
                 "AWS requires `commands` in a phase that is present; add them or remove the phase",
             ),
         );
-    } else if name != PhaseName::Install && phase.commands.is_empty() {
-        if let Some(k) = m.key_node("commands") {
-            if k_value_is_empty(node, k) {
-                diags.push(
-                    Diagnostic::error(
-                        k.pos,
-                        join(&path, "commands"),
-                        format!("phase `{}` has an empty `commands` list", name.as_str()),
-                    )
-                    .with_hint("add at least one command or remove the phase"),
-                );
-            }
-        }
+    } else if name != PhaseName::Install
+        && phase.commands.is_empty()
+        && let Some(k) = m.key_node("commands")
+        && k_value_is_empty(node, k)
+    {
+        diags.push(
+            Diagnostic::error(
+                k.pos,
+                join(&path, "commands"),
+                format!("phase `{}` has an empty `commands` list", name.as_str()),
+            )
+            .with_hint("add at least one command or remove the phase"),
+        );
     }
     m.finish(PHASE_KEYS, diags);
     Some(phase)
@@ -975,16 +972,16 @@ pub fn parse_on_failure(s: &str) -> Result<OnFailure, String> {
             pattern: None,
         });
     }
-    if let Some((d, pattern)) = rest.split_once('-') {
-        if is_count(d) {
-            if pattern.is_empty() {
-                return Err(format!("`{t}` has an empty pattern after the retry count"));
-            }
-            return Ok(OnFailure::Retry {
-                count: count(d)?,
-                pattern: Some(pattern.to_string()),
-            });
+    if let Some((d, pattern)) = rest.split_once('-')
+        && is_count(d)
+    {
+        if pattern.is_empty() {
+            return Err(format!("`{t}` has an empty pattern after the retry count"));
         }
+        return Ok(OnFailure::Retry {
+            count: count(d)?,
+            pattern: Some(pattern.to_string()),
+        });
     }
     Ok(OnFailure::Retry {
         count: 3,
@@ -1169,15 +1166,13 @@ fn read_artifact_set(
             diags,
         );
     }
-    if set.identifier.is_none() {
-        if let Some(_t) = opt_string(m, "type", diags) {
-            ignored(
-                m,
-                "type",
-                "`artifacts.type` is deprecated since buildspec 0.2",
-                diags,
-            );
-        }
+    if set.identifier.is_none() && opt_string(m, "type", diags).is_some() {
+        ignored(
+            m,
+            "type",
+            "`artifacts.type` is deprecated since buildspec 0.2",
+            diags,
+        );
     }
     set
 }

@@ -1074,9 +1074,9 @@ fn long_dependency_chain_does_not_overflow() {
         "version: 0.2\nphases:\n  build:\n    commands: [x]\nbatch:\n  build-graph:\n",
     );
     for i in 0..5000 {
-        let _ = write!(s, "    - identifier: b{i}\n");
+        let _ = writeln!(s, "    - identifier: b{i}");
         if i > 0 {
-            let _ = write!(s, "      depend-on: [b{}]\n", i - 1);
+            let _ = writeln!(s, "      depend-on: [b{}]", i - 1);
         }
     }
     let (spec, diags) = parse(&s);
