@@ -441,11 +441,15 @@ mod docker_only {
         };
         let workspace = tempfile::tempdir().unwrap();
         let job_id = unique("labels");
-        let mut job = h
-            .executor
-            .start(&spec(&job_id, workspace.path()))
-            .await
-            .unwrap();
+        // With a service, so the job gets a network of its own (jobs without services don't).
+        let mut sp = spec(&job_id, workspace.path());
+        sp.services.push(ServiceContainer {
+            name: "svc".into(),
+            image: TEST_IMAGE.into(),
+            env: Vec::new(),
+            command: Some(vec!["sleep".into(), "300".into()]),
+        });
+        let mut job = h.executor.start(&sp).await.unwrap();
         assert_eq!(job.workdir(), "/workspace/src");
         let docker = client(&h).await;
         let info = docker
