@@ -68,10 +68,10 @@ version: 0.2
 phases:
   build:
     commands:
-      - yes 'slipway benchmark output line: 0123456789abcdefghijklmnopqrstuvwxyz' | head -c $gib
+      - "yes 'slipway benchmark output line 0123456789abcdefghijklmnopqrstuvwxyz' | head -c $gib"
 YML
 t0=$(date +%s.%N)
-sh -c "yes 'slipway benchmark output line: 0123456789abcdefghijklmnopqrstuvwxyz' | head -c $gib" > "$work/sh.out"
+sh -c "yes 'slipway benchmark output line 0123456789abcdefghijklmnopqrstuvwxyz' | head -c $gib" > "$work/sh.out"
 t1=$(date +%s.%N)
 /usr/bin/time -f '%M' -o "$work/rss" "$bin" build "$work/big" --executor local > "$work/slipway.out"
 t2=$(date +%s.%N)
