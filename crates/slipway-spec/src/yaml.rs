@@ -88,7 +88,12 @@ pub fn parse(text: &str) -> Result<Node, Diagnostic> {
                 .unwrap_or(Pos { line: 1, column: 1 });
             let msg = e.to_string();
             // serde-saphyr appends its own "at line X column Y"; we print the position ourselves.
-            let msg = msg.lines().next().unwrap_or("invalid YAML").to_string();
+            let mut msg = msg.lines().next().unwrap_or("invalid YAML").trim();
+            msg = msg.strip_prefix("error: ").unwrap_or(msg);
+            if msg.starts_with("line ") {
+                msg = msg.split_once(": ").map(|(_, rest)| rest).unwrap_or(msg);
+            }
+            let msg = msg.to_string();
             Err(Diagnostic::error(pos, "", format!("invalid YAML: {msg}")))
         }
     }
@@ -465,6 +470,7 @@ mod tests {
         let e = parse("a: [1, 2\nb: c\n").unwrap_err();
         assert!(e.pos.line >= 1, "{e:?}");
         assert!(e.message.starts_with("invalid YAML"));
+        assert!(!e.message.contains("line "), "the position is printed once, by render: {}", e.message);
     }
 
     #[test]

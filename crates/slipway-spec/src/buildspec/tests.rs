@@ -552,7 +552,7 @@ fn document_errors() {
     => rejected
     ");
     check!("version: 0.2\nphases: [\n", @"
-    buildspec.yml:2:9: error: invalid YAML: error: line 2 column 9: unclosed bracket '['
+    buildspec.yml:2:9: error: invalid YAML: unclosed bracket '['
     => rejected
     ");
     check!("phases:\n  build:\n    commands: [make]\n", @"

@@ -282,7 +282,7 @@ fn not_a_mapping() {
     .slipway/pipeline.yml:1:1: error: expected a mapping with `name` and `stages`, found a string
       hint: start the file with `name: <pipeline>` then `stages:`
     ");
-    assert_snapshot!(check("name: [unclosed\n"), @".slipway/pipeline.yml:1:7: error: invalid YAML: error: line 1 column 7: unclosed bracket '['");
+    assert_snapshot!(check("name: [unclosed\n"), @".slipway/pipeline.yml:1:7: error: invalid YAML: unclosed bracket '['");
 }
 
 #[test]
