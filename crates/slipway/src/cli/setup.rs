@@ -100,14 +100,20 @@ pub async fn executors(args: &ExecArgs) -> anyhow::Result<Executors> {
         .await;
         match attempt {
             Ok(Ok(d)) => {
-                // Containers a killed earlier run of this runner left behind; only ours.
-                match d.remove_orphans().await {
-                    Ok(0) => {}
-                    Ok(n) => {
-                        tracing::info!(removed = n, "removed orphaned containers and networks")
+                // Containers a killed earlier run of this runner left behind: only ours, and only
+                // those whose process is gone, so the sweep runs beside the build, not before it.
+                let sweeper = d.clone();
+                tokio::spawn(async move {
+                    match sweeper.remove_orphans().await {
+                        Ok(0) => {}
+                        Ok(n) => {
+                            tracing::info!(removed = n, "removed orphaned containers and networks")
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not look for orphaned containers")
+                        }
                     }
-                    Err(e) => tracing::warn!(error = %e, "could not look for orphaned containers"),
-                }
+                });
                 docker = Some(d);
             }
             Ok(Err(e)) if want_docker => {
