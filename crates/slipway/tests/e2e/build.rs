@@ -397,3 +397,75 @@ fn docker_run_as_applies_to_the_build_and_to_a_phase_with_exports_carried() {
     assert!(log.contains("install as root"), "{log}");
     assert!(log.contains("build as builder carried=over"), "{log}");
 }
+
+#[test]
+fn batch_graph_respects_depend_on_and_fast_fail_stops_the_rest() {
+    let s = Scratch::new();
+    s.write(
+        "repo/buildspec.yml",
+        r#"version: 0.2
+batch:
+  build-graph:
+    - identifier: first
+      env:
+        variables: { WHO: first }
+    - identifier: second
+      depend-on: [first]
+      env:
+        variables: { WHO: second }
+phases:
+  build:
+    commands: ['echo "batch $CODEBUILD_BATCH_BUILD_IDENTIFIER who=$WHO"']
+"#,
+    );
+    let r = s.slipway(&[
+        "build",
+        s.path().join("repo").to_str().unwrap(),
+        "--json",
+        "--executor",
+        "local",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.explain());
+    assert!(
+        r.log("build/first").contains("batch first who=first"),
+        "{}",
+        r.explain()
+    );
+    assert!(
+        r.log("build/second").contains("batch second who=second"),
+        "{}",
+        r.explain()
+    );
+    let first_done = r.events().iter().position(|e| {
+        e["type"] == "phase_finished"
+            && e["action"] == "build/first"
+            && e["phase"] == "UPLOAD_ARTIFACTS"
+    });
+    let second_start = r
+        .events()
+        .iter()
+        .position(|e| e["type"] == "phase_started" && e["action"] == "build/second");
+    assert!(
+        first_done < second_start,
+        "second started before first finished"
+    );
+
+    s.write(
+        "repo/buildspec.yml",
+        "version: 0.2\nbatch:\n  fast-fail: true\n  build-list:\n    - identifier: bad\n      env:\n        variables: { FAIL: 1 }\n    - identifier: slow\nphases:\n  build:\n    commands: ['if [ -n \"$FAIL\" ]; then exit 1; fi; sleep 30']\n",
+    );
+    let t = std::time::Instant::now();
+    let r = s.slipway(&[
+        "build",
+        s.path().join("repo").to_str().unwrap(),
+        "--json",
+        "--executor",
+        "local",
+    ]);
+    assert_eq!(r.code, 1, "{}", r.explain());
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(20),
+        "fast-fail did not stop the slow build: {:?}",
+        t.elapsed()
+    );
+}
