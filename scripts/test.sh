@@ -13,10 +13,18 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # This suite must run the Docker tests; an inherited opt-out would hide them.
 unset SLIPWAY_SKIP_DOCKER_TESTS
 
-# Stop only what provisioning started (it keeps the pidfile); keep the tests' status.
+# Stop only what provisioning started during THIS run (a dockerd an earlier
+# `scripts/provision.sh` left running stays up); keep the tests' status.
+pidfile="${SLIPWAY_CI_STATE:-/tmp/slipway-ci}/dockerd.pid"
+had_dockerd=0
+if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+    had_dockerd=1
+fi
 stop_provisioned() {
     local status=$?
-    scripts/provision.sh --stop || echo "test.sh: warning: stopping the provisioned dockerd failed" >&2
+    if [ "$had_dockerd" = 0 ]; then
+        scripts/provision.sh --stop || echo "test.sh: warning: stopping the provisioned dockerd failed" >&2
+    fi
     exit "$status"
 }
 trap stop_provisioned EXIT
