@@ -19,8 +19,14 @@ pub enum DigestError {
 
 impl Digest {
     pub fn parse(s: &str) -> Result<Self, DigestError> {
-        let hex = s.strip_prefix("sha256:").ok_or_else(|| DigestError::Malformed(s.to_string()))?;
-        if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        let hex = s
+            .strip_prefix("sha256:")
+            .ok_or_else(|| DigestError::Malformed(s.to_string()))?;
+        if hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             Ok(Self(s.to_string()))
         } else {
             Err(DigestError::Malformed(s.to_string()))
@@ -148,9 +154,19 @@ mod tests {
     #[test]
     fn digest_parse_accepts_only_sha256_hex() {
         let d = Digest::of(b"hello");
-        assert_eq!(d.as_str(), "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
+        assert_eq!(
+            d.as_str(),
+            "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
         assert_eq!(Digest::parse(d.as_str()), Ok(d.clone()));
-        for bad in ["", "sha256:", "md5:00", "sha256:XYZ", &format!("{}0", d.as_str()), &d.as_str().to_uppercase()] {
+        for bad in [
+            "",
+            "sha256:",
+            "md5:00",
+            "sha256:XYZ",
+            &format!("{}0", d.as_str()),
+            &d.as_str().to_uppercase(),
+        ] {
             assert!(Digest::parse(bad).is_err(), "{bad}");
         }
     }

@@ -2,4 +2,4 @@
 
 pub mod event;
 
-pub use event::{ArtifactRef, Event, EventBody, ReportSummary, TestFailure, EVENT_SCHEMA_VERSION};
+pub use event::{ArtifactRef, EVENT_SCHEMA_VERSION, Event, EventBody, ReportSummary, TestFailure};

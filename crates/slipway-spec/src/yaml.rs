@@ -470,7 +470,11 @@ mod tests {
         let e = parse("a: [1, 2\nb: c\n").unwrap_err();
         assert!(e.pos.line >= 1, "{e:?}");
         assert!(e.message.starts_with("invalid YAML"));
-        assert!(!e.message.contains("line "), "the position is printed once, by render: {}", e.message);
+        assert!(
+            !e.message.contains("line "),
+            "the position is printed once, by render: {}",
+            e.message
+        );
     }
 
     #[test]
