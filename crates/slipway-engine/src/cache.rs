@@ -76,6 +76,23 @@ fn project_dir(r: &BuildRunner<'_>, project: &str) -> PathBuf {
         }))
 }
 
+/// The project's cache directory and the entry's key (`key` evaluated in the build's shell).
+async fn project_dir_and_key(
+    r: &mut BuildRunner<'_>,
+    handle: &mut dyn Job,
+    shells: &mut BuildShells,
+    c: &Cache,
+    cancel: &CancellationToken,
+) -> Result<(PathBuf, String), String> {
+    let project = r.project();
+    let dir = project_dir(r, &project);
+    let key = match &c.key {
+        Some(k) => eval_key(r, handle, shells, k, cancel).await?,
+        None => DEFAULT_KEY.to_string(),
+    };
+    Ok((dir, key))
+}
+
 pub(crate) async fn restore(
     r: &mut BuildRunner<'_>,
     handle: &mut dyn Job,
@@ -86,12 +103,7 @@ pub(crate) async fn restore(
     if c.action == CacheAction::Save {
         return Ok(());
     }
-    let project = r.project();
-    let dir = project_dir(r, &project);
-    let key = match &c.key {
-        Some(k) => eval_key(r, handle, shells, k, cancel).await?,
-        None => DEFAULT_KEY.to_string(),
-    };
+    let (dir, key) = project_dir_and_key(r, handle, shells, c, cancel).await?;
     let mut entry = dir.join(sanitize(&key));
     if !entry.join("paths").exists() {
         let mut best: Option<(std::time::SystemTime, PathBuf)> = None;
@@ -157,12 +169,7 @@ pub(crate) async fn save(
     if c.action == CacheAction::Restore {
         return Ok(());
     }
-    let project = r.project();
-    let dir = project_dir(r, &project);
-    let key = match &c.key {
-        Some(k) => eval_key(r, handle, shells, k, cancel).await?,
-        None => DEFAULT_KEY.to_string(),
-    };
+    let (dir, key) = project_dir_and_key(r, handle, shells, c, cancel).await?;
     let entry = dir.join(sanitize(&key));
     if c.key.is_some() && entry.join("paths").exists() {
         r.log()
