@@ -524,15 +524,7 @@ fn named_scalars<'a>(
         return Vec::new();
     };
     let mut out = Vec::new();
-    for (k, v) in m.rest() {
-        let Some(name) = k.scalar_text() else {
-            diags.push(Diagnostic::error(
-                k.pos,
-                path,
-                format!("expected a name, found {}", k.kind()),
-            ));
-            continue;
-        };
+    for (k, name, v) in m.named("a name", diags) {
         let p = join(path, &name);
         if matches!(v.value, Value::Null) {
             diags.push(
@@ -997,15 +989,11 @@ fn read_reports(node: &Node, diags: &mut Diagnostics) -> Vec<Report> {
         return Vec::new();
     };
     let mut out = Vec::new();
-    for (i, (k, v)) in m.rest().into_iter().enumerate() {
-        let Some(name) = k.scalar_text() else {
-            diags.push(Diagnostic::error(
-                k.pos,
-                "reports",
-                format!("expected a report group name, found {}", k.kind()),
-            ));
-            continue;
-        };
+    for (i, (k, name, v)) in m
+        .named("a report group name", diags)
+        .into_iter()
+        .enumerate()
+    {
         if i == MAX_REPORT_GROUPS {
             diags.push(
                 Diagnostic::warning(
@@ -1086,15 +1074,7 @@ fn read_artifacts(node: &Node, diags: &mut Diagnostics) -> Option<Artifacts> {
     if let Some(n) = m.get("secondary-artifacts") {
         let sp = m.child_path("secondary-artifacts");
         if let Some(mut sm) = MapReader::new(n, &sp, diags) {
-            for (k, v) in sm.rest() {
-                let Some(id) = k.scalar_text() else {
-                    diags.push(Diagnostic::error(
-                        k.pos,
-                        &sp,
-                        format!("expected an artifact identifier, found {}", k.kind()),
-                    ));
-                    continue;
-                };
+            for (k, id, v) in sm.named("an artifact identifier", diags) {
                 if !batch::valid_identifier(&id) {
                     diags.push(
                         Diagnostic::error(

@@ -325,7 +325,6 @@ pub fn parse(text: &str) -> (Option<Pipeline>, Vec<Diagnostic>) {
         Err(d) => return (None, vec![d]),
     };
     let mut r = Reader {
-        lines: text.lines().map(str::to_string).collect(),
         ..Reader::default()
     };
     let pipeline = r.pipeline(&root);
@@ -437,8 +436,6 @@ struct Reader {
     execution_mode: ExecutionMode,
     variable_names: Vec<String>,
     infos: Vec<ActionInfo>,
-    /// The file's lines, to recover `y`, `N`, `on`, `off` that YAML 1.1 turned into booleans.
-    lines: Vec<String>,
 }
 
 fn valid_name(s: &str, allow_dot: bool) -> bool {
@@ -447,13 +444,6 @@ fn valid_name(s: &str, allow_dot: bool) -> bool {
         && s.bytes().all(|b| {
             b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || (allow_dot && b == b'.')
         })
-}
-
-fn valid_env_name(s: &str) -> bool {
-    let mut b = s.bytes();
-    b.next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == b'_')
-        && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
 }
 
 /// OCI distribution's repository name grammar, without a registry host.
@@ -489,42 +479,10 @@ fn list_or_none(items: &[String]) -> String {
 }
 
 impl Reader {
-    /// A scalar as written. YAML 1.1 reads a plain `y`, `N`, `yes`, `on`, `off` as a boolean,
-    /// which would turn `env: { N: 1 }` into a variable named `false`; the source still has it.
-    fn raw(&self, node: &Node) -> Option<String> {
-        let Value::Bool(b) = node.value else {
-            return node.scalar_text();
-        };
-        let word: String = self
-            .lines
-            .get((node.pos.line as usize).wrapping_sub(1))
-            .map(|l| {
-                l.chars()
-                    .skip((node.pos.column as usize).saturating_sub(1))
-                    .take_while(char::is_ascii_alphabetic)
-                    .collect()
-            })
-            .unwrap_or_default();
-        let lower = word.to_ascii_lowercase();
-        let words: &[&str] = if b {
-            &["y", "yes", "true", "on"]
-        } else {
-            &["n", "no", "false", "off"]
-        };
-        Some(if words.contains(&lower.as_str()) {
-            word
-        } else {
-            b.to_string()
-        })
+    fn string(&mut self, node: &Node, path: &str) -> Option<String> {
+        yaml::string(node, path, &mut self.diags)
     }
 
-    /// `yaml::string`, but with booleans as written (see `raw`).
-    fn string(&mut self, node: &Node, path: &str) -> Option<String> {
-        match node.value {
-            Value::Bool(_) => self.raw(node),
-            _ => yaml::string(node, path, &mut self.diags),
-        }
-    }
     fn error(&mut self, pos: Pos, path: &str, message: impl Into<String>) -> &mut Diagnostic {
         self.diags.push(Diagnostic::error(pos, path, message));
         self.diags.0.last_mut().expect("just pushed")
@@ -741,8 +699,7 @@ impl Reader {
                 let Some(mut m) = MapReader::new(node, path, &mut self.diags) else {
                     return Vec::new();
                 };
-                for (k, v) in m.rest() {
-                    let name = self.raw(k).unwrap_or_default();
+                for (k, name, v) in m.named("a variable name", &mut self.diags) {
                     let p = join(path, &name);
                     let default = match v.value {
                         Value::Null => None,
@@ -1424,10 +1381,9 @@ impl Reader {
             return Vec::new();
         };
         let mut out = Vec::new();
-        for (k, v) in m.rest() {
-            let name = self.raw(k).unwrap_or_default();
+        for (k, name, v) in m.named("a variable name", &mut self.diags) {
             let p = join(path, &name);
-            if !valid_env_name(&name) {
+            if !yaml::is_env_name(&name) {
                 self.error(k.pos, &p, format!("`{name}` is not a valid variable name"))
                     .hint = Some("start with a letter or `_`, then letters, digits or `_`".into());
                 continue;

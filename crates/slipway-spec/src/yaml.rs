@@ -76,7 +76,11 @@ pub fn parse(text: &str) -> Result<Node, Diagnostic> {
             value: Value::Null,
         });
     }
-    match serde_saphyr::from_str::<Spanned<Raw>>(text) {
+    let mut options = serde_saphyr::Options::default();
+    // YAML 1.1's `yes`/`no`/`on`/`off`/`y`/`N` stay strings: an env value `yes` or a variable
+    // named `N` must not become a boolean. Readers that want one accept them (`boolean`).
+    options.strict_booleans = true;
+    match serde_saphyr::from_str_with_options::<Spanned<Raw>>(text, options) {
         Ok(root) => Ok(convert(root, text)),
         Err(e) => {
             let pos = e
@@ -116,13 +120,10 @@ fn convert(s: Spanned<Raw>, text: &str) -> Node {
     };
     let value = match s.value {
         Raw::Null => Value::Null,
-        // YAML 1.1 words (`yes`, `no`, `on`, `off`, `y`, `N`) stay the strings they were written
-        // as: an env value `yes` or a variable named `N` must not become `true`/`false`. Schema
-        // readers that want a boolean accept those words (`yaml::boolean`).
+        // Only `true` and `false` spelt so are booleans; `True` or `FALSE` stay the text written,
+        // so `scalar_text` is always what the file says (`boolean` accepts every spelling).
         Raw::Bool(b) => match raw_text(&loc, text) {
-            Some(r) if !r.eq_ignore_ascii_case("true") && !r.eq_ignore_ascii_case("false") => {
-                Value::String(r.to_string())
-            }
+            Some(r) if r != "true" && r != "false" => Value::String(r.to_string()),
             _ => Value::Bool(b),
         },
         // Numbers as written: `1.10` stays `1.10`, `0x1F` stays `0x1F`.
@@ -297,6 +298,28 @@ impl<'a> MapReader<'a> {
         out
     }
 
+    /// Entries not yet taken, for maps whose keys the user chooses (variables, report groups,
+    /// artifact identifiers): each key as text. A key that is not a scalar is reported as not
+    /// being `what` ("a variable name") and left out.
+    pub fn named(
+        &mut self,
+        what: &str,
+        diags: &mut Diagnostics,
+    ) -> Vec<(&'a Node, String, &'a Node)> {
+        let mut out = Vec::new();
+        for (k, v) in self.rest() {
+            match k.scalar_text() {
+                Some(name) => out.push((k, name, v)),
+                None => diags.push(Diagnostic::error(
+                    k.pos,
+                    self.path.as_str(),
+                    format!("expected {what}, found {}", k.kind()),
+                )),
+            }
+        }
+        out
+    }
+
     pub fn child_path(&self, key: &str) -> String {
         join(&self.path, key)
     }
@@ -325,6 +348,14 @@ impl<'a> MapReader<'a> {
             diags.push(d);
         }
     }
+}
+
+/// Whether `s` can name an environment (and shell) variable: `[A-Za-z_][A-Za-z0-9_]*`.
+pub fn is_env_name(s: &str) -> bool {
+    let mut b = s.bytes();
+    b.next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == b'_')
+        && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
 }
 
 /// `a.b` joined, or just `b` at the root.
@@ -453,12 +484,17 @@ mod tests {
     #[test]
     fn yaml_1_1_words_stay_strings_and_true_false_are_booleans() {
         let n = parse("a: yes\nN: 1\nc: true\nd: off\ne: False\n").unwrap();
+        // (`False` stays the text written; `boolean` reads it.)
         let m = n.as_map().unwrap();
         assert_eq!(m[0].1.value, Value::String("yes".into()));
         assert_eq!(m[1].0.value, Value::String("N".into()));
         assert_eq!(m[2].1.value, Value::Bool(true));
         assert_eq!(m[3].1.value, Value::String("off".into()));
-        assert_eq!(m[4].1.value, Value::Bool(false));
+        assert_eq!(m[4].1.value, Value::String("False".into()));
+        assert_eq!(
+            boolean(&m[4].1, "e", &mut Diagnostics::default()),
+            Some(false)
+        );
         let mut d = Diagnostics::default();
         assert_eq!(boolean(&m[0].1, "a", &mut d), Some(true));
         assert_eq!(boolean(&m[3].1, "d", &mut d), Some(false));

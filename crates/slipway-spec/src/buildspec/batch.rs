@@ -535,15 +535,7 @@ fn read_matrix_variables(
         return Vec::new();
     };
     let mut out = Vec::new();
-    for (k, v) in m.rest() {
-        let Some(name) = k.scalar_text() else {
-            diags.push(Diagnostic::error(
-                k.pos,
-                path,
-                format!("expected a name, found {}", k.kind()),
-            ));
-            continue;
-        };
+    for (k, name, v) in m.named("a name", diags) {
         if !check_var_name(k, &name, path, diags) {
             continue;
         }
