@@ -80,6 +80,8 @@ pub fn parse(text: &str) -> Result<Node, Diagnostic> {
     // YAML 1.1's `yes`/`no`/`on`/`off`/`y`/`N` stay strings: an env value `yes` or a variable
     // named `N` must not become a boolean. Readers that want one accept them (`boolean`).
     options.strict_booleans = true;
+    // Repeated keys reach `MapReader`, which reports them beside every other problem.
+    options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::PassThrough;
     match serde_saphyr::from_str_with_options::<Spanned<Raw>>(text, options) {
         Ok(root) => Ok(convert(root, text)),
         Err(e) => {
@@ -245,18 +247,19 @@ impl<'a> MapReader<'a> {
         // Duplicate keys are reported; the first one wins.
         let mut seen = vec![false; entries.len()];
         for (i, (k, _)) in entries.iter().enumerate() {
-            if let Some(ks) = k.scalar_text() {
-                if entries[..i]
-                    .iter()
-                    .any(|(k2, _)| k2.scalar_text().as_deref() == Some(ks.as_str()))
-                {
-                    diags.push(Diagnostic::error(
-                        k.pos,
-                        join(path, &ks),
-                        format!("duplicate key `{ks}`"),
-                    ));
-                    seen[i] = true;
-                }
+            let Some(ks) = k.scalar_text() else { continue };
+            let first = entries[..i]
+                .iter()
+                .find(|(k2, _)| k2.scalar_text().as_deref() == Some(ks.as_str()));
+            if let Some((first, _)) = first {
+                diags.push(
+                    Diagnostic::error(k.pos, join(path, &ks), format!("duplicate key `{ks}`"))
+                        .with_hint(format!(
+                            "first given at line {}; the first one is used",
+                            first.pos.line
+                        )),
+                );
+                seen[i] = true;
             }
         }
         Some(Self {
@@ -499,6 +502,26 @@ mod tests {
         assert_eq!(boolean(&m[0].1, "a", &mut d), Some(true));
         assert_eq!(boolean(&m[3].1, "d", &mut d), Some(false));
         assert!(d.0.is_empty());
+    }
+
+    #[test]
+    fn duplicate_keys_are_reported_with_the_other_problems() {
+        let n = parse("a: 1\nb: 2\na: 3\nzzz: 4\n").unwrap();
+        let mut d = Diagnostics::default();
+        let mut m = MapReader::new(&n, "", &mut d).unwrap();
+        assert_eq!(m.get("a").and_then(Node::scalar_text).as_deref(), Some("1"));
+        m.get("b");
+        m.finish(&["a", "b"], &mut d);
+        let rendered = d.render("f.yml");
+        assert!(
+            rendered.contains("f.yml:3:1: error: duplicate key `a`"),
+            "{rendered}"
+        );
+        assert!(rendered.contains("first given at line 1"), "{rendered}");
+        assert!(
+            rendered.contains("f.yml:4:1: error: unknown key `zzz`"),
+            "{rendered}"
+        );
     }
 
     #[test]

@@ -19,7 +19,7 @@ fn every_problem_is_reported_at_once_with_positions_and_hints() {
     let s = Scratch::new();
     let f = s.write(
         "repo/buildspec.yml",
-        "version: 0.2\nphases:\n  build:\n    comands:\n      - echo hi\n  prebuild:\n    commands: [true]\n",
+        "version: 0.2\nphases:\n  build:\n    comands:\n      - echo hi\n  prebuild:\n    commands: [true]\nversion: 0.1\n",
     );
     let r = s.slipway(&["validate", f.to_str().unwrap()]);
     assert_eq!(r.code, 2, "{}", r.explain());
