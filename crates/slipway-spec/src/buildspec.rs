@@ -551,6 +551,18 @@ fn read_variables(node: &Node, path: &str, diags: &mut Diagnostics) -> Vec<(Stri
 }
 
 fn check_var_name(k: &Node, name: &str, path: &str, diags: &mut Diagnostics) -> bool {
+    // The build reads variables back through the shell (`"${NAME-}"`), so names are identifiers.
+    if !yaml::is_env_name(name) {
+        diags.push(
+            Diagnostic::error(
+                k.pos,
+                join(path, name),
+                format!("`{name}` is not a valid variable name"),
+            )
+            .with_hint("start with a letter or `_`, then letters, digits or `_`"),
+        );
+        return false;
+    }
     if name.starts_with("CODEBUILD_") {
         diags.push(
             Diagnostic::error(
@@ -611,7 +623,16 @@ fn read_env(node: &Node, path: &str, diags: &mut Diagnostics) -> Env {
     if let Some(n) = m.get("exported-variables") {
         let p = m.child_path("exported-variables");
         for (i, l) in yaml::string_list(n, &p, diags).into_iter().enumerate() {
-            if l.value.starts_with("AWS_") {
+            if !yaml::is_env_name(&l.value) {
+                diags.push(
+                    Diagnostic::error(
+                        l.pos,
+                        format!("{p}[{i}]"),
+                        format!("`{}` is not a valid variable name", l.value),
+                    )
+                    .with_hint("start with a letter or `_`, then letters, digits or `_`"),
+                );
+            } else if l.value.starts_with("AWS_") {
                 diags.push(
                     Diagnostic::error(
                         l.pos,
@@ -930,6 +951,22 @@ fn quote_yaml(s: &str) -> String {
 
 /// `ABORT`, `CONTINUE`, `RETRY`, `RETRY-5`, `RETRY-<regex>`, `RETRY-5-<regex>`. The keywords
 /// are matched case-insensitively (AWS's own examples write `Retry-`); the regex is kept as is.
+/// A RETRY pattern must compile, so a typo is found by `slipway validate`, not at run time.
+fn checked_pattern(pattern: &str) -> Result<String, String> {
+    regex::Regex::new(pattern)
+        .map(|_| pattern.to_string())
+        .map_err(|e| {
+            format!(
+                "retry pattern `{pattern}` is not a valid regular expression: {}",
+                e.to_string()
+                    .lines()
+                    .last()
+                    .unwrap_or("")
+                    .trim_start_matches("error: ")
+            )
+        })
+}
+
 pub fn parse_on_failure(s: &str) -> Result<OnFailure, String> {
     let t = s.trim();
     if t.eq_ignore_ascii_case("ABORT") {
@@ -972,9 +1009,10 @@ pub fn parse_on_failure(s: &str) -> Result<OnFailure, String> {
         }
         return Ok(OnFailure::Retry {
             count: count(d)?,
-            pattern: Some(pattern.to_string()),
+            pattern: Some(checked_pattern(pattern)?),
         });
     }
+    checked_pattern(rest)?;
     Ok(OnFailure::Retry {
         count: 3,
         pattern: Some(rest.to_string()),

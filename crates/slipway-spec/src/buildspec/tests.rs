@@ -1006,6 +1006,8 @@ fn on_failure_forms() {
         ("RETRY-5-", Err(())),
         ("RETRY-", Err(())),
         ("RETRY5", Err(())),
+        ("RETRY-unclosed(", Err(())),
+        ("RETRY-2-[a-", Err(())),
         ("ABORTT", Err(())),
         ("", Err(())),
         ("é", Err(())),
@@ -1081,4 +1083,19 @@ fn long_dependency_chain_does_not_overflow() {
     }
     let (spec, diags) = parse(&s);
     assert!(spec.is_some(), "{diags:?}");
+}
+
+#[test]
+fn variable_names_must_be_shell_identifiers() {
+    check!("version: 0.2\nenv:\n  variables:\n    \"A B\": x\n    OK_1: y\n  exported-variables: [\"X}\", GOOD]\n  parameter-store:\n    1BAD: /p\nphases:\n  build:\n    on-failure: RETRY-(oops\n    commands: [true]\n", @r"
+    buildspec.yml:4:5: error: `A B` is not a valid variable name (at `env.variables.A B`)
+      hint: start with a letter or `_`, then letters, digits or `_`
+    buildspec.yml:6:24: error: `X}` is not a valid variable name (at `env.exported-variables[0]`)
+      hint: start with a letter or `_`, then letters, digits or `_`
+    buildspec.yml:8:5: error: `1BAD` is not a valid variable name (at `env.parameter-store.1BAD`)
+      hint: start with a letter or `_`, then letters, digits or `_`
+    buildspec.yml:11:17: error: retry pattern `(oops` is not a valid regular expression: unclosed group (at `phases.build.on-failure`)
+      hint: valid forms: ABORT, CONTINUE, RETRY, RETRY-<count>, RETRY-<regex> or RETRY-<count>-<regex> (count 0..=100)
+    => rejected
+    ");
 }
