@@ -597,29 +597,14 @@ impl Runner<'_> {
         cancel: &CancellationToken,
     ) -> Result<PhaseOutcome, BuildError> {
         let v01 = self.job.buildspec.version == Version::V0_1;
-        let phase_user = phase.run_as.clone();
-        // A phase with its own run-as gets its own session, started with the main session's exports.
+        // A phase with a run-as of its own runs in a session of that user (see `phase_session`).
+        let own_user = phase
+            .run_as
+            .clone()
+            .filter(|u| Some(u) != shells.user.as_ref());
         let mut own: Option<ShellSession> = None;
-        if let Some(user) = phase_user
-            .as_ref()
-            .filter(|u| Some(*u) != shells.user.as_ref())
-        {
-            let exports = if v01 {
-                String::new()
-            } else {
-                self.capture(handle, shells, "export -p", cancel).await?.1
-            };
-            let mut s = handle
-                .open_shell(ShellOptions {
-                    shell: shells.shell,
-                    user: Some(user.clone()),
-                    env: shells.env.clone(),
-                })
-                .await?;
-            let mut sink: Vec<u8> = Vec::new();
-            s.run(&exports, &mut sink, cancel).await?;
-            own = Some(s);
-        }
+        // Whether the phase's session has this phase's CODEBUILD_BUILD_SUCCEEDING yet.
+        let mut primed = false;
         let set_succeeding = format!("export CODEBUILD_BUILD_SUCCEEDING={succeeding}");
         let mut outcome = PhaseOutcome::ok();
         for (list_i, list) in [&phase.commands, &phase.finally].into_iter().enumerate() {
@@ -645,7 +630,7 @@ impl Runner<'_> {
                     let mut s = handle
                         .open_shell(ShellOptions {
                             shell: shells.shell,
-                            user: phase_user.clone().or(shells.user.clone()),
+                            user: own_user.clone().or(shells.user.clone()),
                             env: shells.env.clone(),
                         })
                         .await?;
@@ -655,23 +640,25 @@ impl Runner<'_> {
                     let _ = s.close().await;
                     st
                 } else {
-                    let session = match own.as_mut() {
-                        Some(s) => s,
-                        None => {
-                            let s = self.session(handle, shells).await?;
-                            let mut sink: Vec<u8> = Vec::new();
-                            s.run(&set_succeeding, &mut sink, cancel).await?;
-                            shells.main.as_mut().expect("opened above")
-                        }
-                    };
+                    let session = self
+                        .phase_session(handle, shells, &mut own, own_user.as_deref(), cancel)
+                        .await?;
+                    if !primed {
+                        session
+                            .run(&set_succeeding, &mut Vec::new(), cancel)
+                            .await?;
+                        primed = true;
+                    }
                     let st = session.run(&cmd.value, &mut *self.log, cancel).await?;
                     if matches!(st, CommandStatus::SessionEnded(_)) {
-                        // The shell itself exited (`exit 3`, `set -e`): later commands get a new one.
-                        if own.is_some() {
+                        // The shell itself exited (`exit 3`, `set -e`): later commands get a new
+                        // one, of the same user.
+                        if own_user.is_some() {
                             own = None;
                         } else {
                             shells.main = None;
                         }
+                        primed = false;
                         self.log.note("the shell session ended; later commands start a new session (shell state is lost)").await;
                     }
                     st
@@ -719,6 +706,35 @@ impl Runner<'_> {
             let _ = s.close().await;
         }
         Ok(outcome)
+    }
+
+    /// The session a phase's commands run in: the main one, or, for a phase whose `run-as` names
+    /// another user, a session of that user started with the main session's exports (opened
+    /// again, with the exports of that moment, if a command ended it).
+    async fn phase_session<'s>(
+        &mut self,
+        handle: &mut dyn Job,
+        shells: &'s mut Shells,
+        own: &'s mut Option<ShellSession>,
+        own_user: Option<&str>,
+        cancel: &CancellationToken,
+    ) -> Result<&'s mut ShellSession, BuildError> {
+        let Some(user) = own_user else {
+            return self.session(handle, shells).await;
+        };
+        if own.is_none() {
+            let exports = self.capture(handle, shells, "export -p", cancel).await?.1;
+            let mut s = handle
+                .open_shell(ShellOptions {
+                    shell: shells.shell,
+                    user: Some(user.to_string()),
+                    env: shells.env.clone(),
+                })
+                .await?;
+            s.run(&exports, &mut Vec::new(), cancel).await?;
+            *own = Some(s);
+        }
+        Ok(own.as_mut().expect("opened above"))
     }
 
     async fn read_exported(&mut self, shells: &mut Shells) -> BTreeMap<String, String> {

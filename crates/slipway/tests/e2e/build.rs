@@ -381,7 +381,18 @@ fn docker_run_as_applies_to_the_build_and_to_a_phase_with_exports_carried() {
     let s = Scratch::new();
     s.write(
         "repo/buildspec.yml",
-        "version: 0.2\nphases:\n  install:\n    commands: [export CARRIED=over, echo \"install as $(id -un)\"]\n  build:\n    run-as: builder\n    commands: [echo \"build as $(id -un) carried=$CARRIED\"]\n",
+        r#"version: 0.2
+phases:
+  install:
+    commands: [export CARRIED=over, echo "install as $(id -un)"]
+  build:
+    run-as: builder
+    commands: [echo "build as $(id -un) carried=$CARRIED", exit 4]
+    finally: [echo "finally as $(id -un)"]
+  post_build:
+    run-as: builder
+    commands: [echo "post as $(id -un) succeeding=$CODEBUILD_BUILD_SUCCEEDING"]
+"#,
     );
     let r = s.slipway(&[
         "build",
@@ -392,10 +403,13 @@ fn docker_run_as_applies_to_the_build_and_to_a_phase_with_exports_carried() {
         "--image",
         IMAGE,
     ]);
-    assert_eq!(r.code, 0, "{}", r.explain());
+    assert_eq!(r.code, 1, "{}", r.explain());
     let log = r.log("build");
     assert!(log.contains("install as root"), "{log}");
     assert!(log.contains("build as builder carried=over"), "{log}");
+    // The phase's shell exited; `finally` gets a new session of the same user.
+    assert!(log.contains("finally as builder"), "{log}");
+    assert!(log.contains("post as builder succeeding=0"), "{log}");
 }
 
 #[test]
