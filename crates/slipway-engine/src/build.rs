@@ -92,6 +92,21 @@ pub struct BuildResult {
     pub duration: Duration,
 }
 
+impl BuildResult {
+    /// A result with no outputs: an action that ended before or without running a build.
+    pub fn ended(status: Status, reason: Option<String>) -> Self {
+        Self {
+            status,
+            reason,
+            exported: BTreeMap::new(),
+            artifacts: Vec::new(),
+            reports: Vec::new(),
+            log: None,
+            duration: Duration::ZERO,
+        }
+    }
+}
+
 /// The infrastructure failed: the executor could not start, the disk is full.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -471,7 +486,10 @@ impl Runner<'_> {
             let mut o = PhaseOutcome::ok();
             reports_out = self.collect_reports(ws).await;
             if let Some(a) = &bs.artifacts {
-                match self.collect_artifacts(&mut shells, ws, a).await {
+                match self
+                    .collect_artifacts(handle, &mut shells, &cancel, ws, a)
+                    .await
+                {
                     Ok(v) => artifacts_out = v,
                     Err(msg) => {
                         self.log.note(&msg).await;
@@ -554,12 +572,8 @@ impl Runner<'_> {
         let (retries, pattern) = match &phase.on_failure {
             Some(OnFailure::Retry { count, pattern }) => (
                 *count,
-                pattern
-                    .as_deref()
-                    .map(regex::Regex::new)
-                    .transpose()
-                    .ok()
-                    .flatten(),
+                // The parser has checked that the pattern compiles.
+                pattern.as_deref().and_then(|p| regex::Regex::new(p).ok()),
             ),
             _ => (0, None),
         };
@@ -789,38 +803,53 @@ impl Runner<'_> {
         out
     }
 
+    /// Evaluates `text` as the build's shell does inside double quotes (`$VAR`, `$(cmd)`), as
+    /// CodeBuild evaluates artifact names and cache keys; text without `$` comes back as is.
+    pub(crate) async fn shell_eval(
+        &mut self,
+        handle: &mut dyn Job,
+        shells: &mut Shells,
+        text: &str,
+        cancel: &CancellationToken,
+    ) -> Result<String, String> {
+        if !text.contains('$') {
+            return Ok(text.to_string());
+        }
+        let quoted = text.replace('\\', "\\\\").replace('"', "\\\"");
+        match self
+            .capture(handle, shells, &format!("printf '%s' \"{quoted}\""), cancel)
+            .await
+        {
+            Ok((CommandStatus::Exited(0), out)) => Ok(out),
+            Ok((st, _)) => Err(format!("`{text}` could not be evaluated ({st:?})")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// An artifact's name: the buildspec's, shell-evaluated (`myname-$(date +%Y-%m-%d)`), or
+    /// `default`; a name that evaluates to nothing keeps its text.
     async fn artifact_name(
         &mut self,
+        handle: &mut dyn Job,
         shells: &mut Shells,
         set: &ArtifactSet,
         default: &str,
+        cancel: &CancellationToken,
     ) -> String {
         let Some(name) = &set.name else {
             return default.to_string();
         };
-        if !name.contains('$') {
-            return name.clone();
+        match self.shell_eval(handle, shells, name, cancel).await {
+            Ok(v) if !v.trim().is_empty() => v.trim().to_string(),
+            _ => name.clone(),
         }
-        // CodeBuild evaluates the name in the shell: `myname-$(date +%Y-%m-%d)`.
-        if let Some(s) = shells.main.as_mut() {
-            let mut buf: Vec<u8> = Vec::new();
-            let never = CancellationToken::new();
-            if let Ok(CommandStatus::Exited(0)) = s
-                .run(&format!("printf '%s' \"{name}\""), &mut buf, &never)
-                .await
-            {
-                let v = String::from_utf8_lossy(&buf).trim().to_string();
-                if !v.is_empty() {
-                    return v;
-                }
-            }
-        }
-        name.clone()
     }
 
     async fn collect_artifacts(
         &mut self,
+        handle: &mut dyn Job,
         shells: &mut Shells,
+        cancel: &CancellationToken,
         ws: &Path,
         a: &slipway_spec::buildspec::Artifacts,
     ) -> Result<Vec<ArtifactRef>, String> {
@@ -828,12 +857,12 @@ impl Runner<'_> {
         let primary_default = self.job.primary_artifact.clone();
         let mut sets: Vec<(String, &ArtifactSet)> = Vec::new();
         let primary_name = self
-            .artifact_name(shells, &a.primary, &primary_default)
+            .artifact_name(handle, shells, &a.primary, &primary_default, cancel)
             .await;
         sets.push((primary_name, &a.primary));
         for s in &a.secondary {
             let id = s.identifier.clone().unwrap_or_else(|| "secondary".into());
-            let name = self.artifact_name(shells, s, &id).await;
+            let name = self.artifact_name(handle, shells, s, &id, cancel).await;
             sets.push((name, s));
         }
         for (name, set) in sets {

@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use slipway_executor::{CommandStatus, Job};
+use slipway_executor::Job;
 use slipway_spec::buildspec::{Cache, CacheAction};
 use tokio_util::sync::CancellationToken;
 
@@ -40,32 +40,6 @@ fn parent_dir(root: &str) -> String {
     }
 }
 
-async fn eval_key(
-    r: &mut BuildRunner<'_>,
-    handle: &mut dyn Job,
-    shells: &mut BuildShells,
-    key: &str,
-    cancel: &CancellationToken,
-) -> Result<String, String> {
-    if !key.contains('$') {
-        return Ok(key.to_string());
-    }
-    let escaped = key.replace('\\', "\\\\").replace('"', "\\\"");
-    match r
-        .capture(
-            handle,
-            shells,
-            &format!("printf '%s' \"{escaped}\""),
-            cancel,
-        )
-        .await
-    {
-        Ok((CommandStatus::Exited(0), out)) => Ok(out),
-        Ok((st, _)) => Err(format!("cache key `{key}` could not be evaluated ({st:?})")),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
 fn project_dir(r: &BuildRunner<'_>, project: &str) -> PathBuf {
     r.environment()
         .cache_root
@@ -87,7 +61,7 @@ async fn project_dir_and_key(
     let project = r.project();
     let dir = project_dir(r, &project);
     let key = match &c.key {
-        Some(k) => eval_key(r, handle, shells, k, cancel).await?,
+        Some(k) => r.shell_eval(handle, shells, k, cancel).await?,
         None => DEFAULT_KEY.to_string(),
     };
     Ok((dir, key))
@@ -108,7 +82,7 @@ pub(crate) async fn restore(
     if !entry.join("paths").exists() {
         let mut best: Option<(std::time::SystemTime, PathBuf)> = None;
         for fb in &c.fallback_keys {
-            let fb = sanitize(&eval_key(r, handle, shells, fb, cancel).await?);
+            let fb = sanitize(&r.shell_eval(handle, shells, fb, cancel).await?);
             let Ok(mut rd) = tokio::fs::read_dir(&dir).await else {
                 break;
             };

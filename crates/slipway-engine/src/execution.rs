@@ -144,18 +144,13 @@ pub async fn run_execution(
         "SourceRevision".into(),
         req.revision.clone().unwrap_or_default(),
     );
-    vars.insert("slipway".into(), sv.clone());
-    vars.insert(
-        "codepipeline".into(),
-        sv.into_iter()
-            .map(|(k, v)| {
-                (
-                    format!("Pipeline{k}").replace("PipelinePipeline", "Pipeline"),
-                    v,
-                )
-            })
-            .collect(),
-    );
+    // CodePipeline's one built-in variable, under its own name.
+    let cp = BTreeMap::from([(
+        "PipelineExecutionId".to_string(),
+        events.execution().to_string(),
+    )]);
+    vars.insert("slipway".into(), sv);
+    vars.insert("codepipeline".into(), cp);
     let shared = Arc::new(Mutex::new(Shared {
         vars,
         artifacts: BTreeMap::new(),
@@ -232,7 +227,7 @@ pub async fn run_execution(
             }
         }
         if stage_status != Status::Succeeded && stage.on_failure == StageFailure::Rollback {
-            let _ = &events; // Rollback of deployments needs the server's deployer (deployments issue).
+            // Rolling back deployments needs the server's deployer (the deployments issue).
             tracing::warn!(stage = %stage.name, "on-failure: rollback needs a server; the stage fails");
         }
         events
@@ -399,15 +394,7 @@ fn choose_executor(
 }
 
 fn failed(status: Status, reason: impl Into<String>) -> BuildResult {
-    BuildResult {
-        status,
-        reason: Some(reason.into()),
-        exported: BTreeMap::new(),
-        artifacts: Vec::new(),
-        reports: Vec::new(),
-        log: None,
-        duration: Duration::ZERO,
-    }
+    BuildResult::ended(status, Some(reason.into()))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -545,11 +532,7 @@ async fn run_action_once(
                 })
                 .await;
             if d.approved {
-                BuildResult {
-                    status: Status::Succeeded,
-                    reason: None,
-                    ..failed(Status::Succeeded, "")
-                }
+                BuildResult::ended(Status::Succeeded, None)
             } else {
                 failed(
                     Status::Failed,

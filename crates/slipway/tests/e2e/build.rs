@@ -28,6 +28,7 @@ phases:
       - echo "succeeding=$CODEBUILD_BUILD_SUCCEEDING src=${CODEBUILD_SRC_DIR:+set}"
 artifacts:
   files: ['out/**/*']
+  name: bin-$EXPORTED
 "#;
 
 fn check_stateful(executor: &str) {
@@ -64,7 +65,7 @@ fn check_stateful(executor: &str) {
     assert_eq!(fin[0]["status"], "succeeded");
     assert_eq!(fin[0]["outputs"]["EXPORTED"], "value-from-build");
     assert_eq!(fin[0]["artifacts"][0]["files"], 1);
-    let copied = std::fs::read_to_string(arts.join("build/out/result.txt")).unwrap();
+    let copied = std::fs::read_to_string(arts.join("bin-value-from-build/out/result.txt")).unwrap();
     assert_eq!(copied, "built\n");
     let phases: Vec<String> = r
         .of_type("phase_finished")
