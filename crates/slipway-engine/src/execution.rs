@@ -436,7 +436,12 @@ async fn run_action_once(
             let inputs = {
                 let s = shared.lock().await;
                 let mut v = Vec::new();
-                for name in &action.inputs {
+                // `source` is the checkout the workspace starts from; other inputs go over it.
+                for name in action
+                    .inputs
+                    .iter()
+                    .filter(|n| *n != pipeline::SOURCE_ARTIFACT)
+                {
                     match s.artifacts.get(name) {
                         Some(p) => v.push((name.clone(), p.clone())),
                         None => {

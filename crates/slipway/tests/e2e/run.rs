@@ -24,7 +24,7 @@ stages:
       - name: pack
         type: build
         buildspec: pack.yml
-        inputs: [bin]
+        inputs: [source, bin]
         env:
           VERSION: "#{compile.VERSION}"
 "##;
