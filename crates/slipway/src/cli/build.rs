@@ -68,6 +68,7 @@ pub async fn run(args: Args, data: &Path) -> anyhow::Result<ExitCode> {
         None,
         Vec::new(),
         std::sync::Arc::new(NoApprover),
+        std::sync::Arc::new(tokio::sync::Semaphore::new(0)),
         &name,
     )
     .await

@@ -2,24 +2,33 @@
 //! while nothing prints, a closing summary) or to a machine (`--json`: one event per line).
 
 use std::io::{IsTerminal, Write};
+use std::sync::Arc;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use slipway_proto::{Event, EventBody};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
+
+fn new_spinner() -> ProgressBar {
+    let pb = ProgressBar::new_spinner();
+    pb.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    pb.enable_steady_tick(Duration::from_millis(120));
+    pb
+}
 
 /// Consumes events until the sender side closes; writes to stdout.
-pub async fn consume(mut rx: mpsc::Receiver<Event>, json: bool) {
+///
+/// An approval asked at the terminal must not be drawn over: for each `approval_waiting`
+/// event the spinner is taken down and, once the event is printed, one permit is added to
+/// `prompts`, which the approver takes before it asks.
+pub async fn consume(mut rx: mpsc::Receiver<Event>, json: bool, prompts: Arc<Semaphore>) {
     let mut out = std::io::BufWriter::with_capacity(256 * 1024, std::io::stdout());
-    let spinner = (!json && std::io::stderr().is_terminal()).then(|| {
-        let pb = ProgressBar::new_spinner();
-        pb.set_style(
-            ProgressStyle::with_template("{spinner} {elapsed} {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-        );
-        pb.enable_steady_tick(Duration::from_millis(120));
-        pb
-    });
+    let animate = !json && std::io::stderr().is_terminal();
+    let mut spinner = animate.then(new_spinner);
+    let mut waiting = 0usize;
     while let Some(ev) = rx.recv().await {
         let mut batch = vec![ev];
         while let Ok(more) = rx.try_recv() {
@@ -48,6 +57,24 @@ pub async fn consume(mut rx: mpsc::Receiver<Event>, json: bool) {
                 }
             }
             None => write(&mut out),
+        }
+        for ev in &batch {
+            match ev.body {
+                EventBody::ApprovalWaiting { .. } => {
+                    waiting += 1;
+                    if let Some(pb) = spinner.take() {
+                        pb.finish_and_clear();
+                    }
+                    prompts.add_permits(1);
+                }
+                EventBody::ApprovalDecided { .. } => {
+                    waiting = waiting.saturating_sub(1);
+                    if waiting == 0 && animate && spinner.is_none() {
+                        spinner = Some(new_spinner());
+                    }
+                }
+                _ => {}
+            }
         }
     }
     if let Some(pb) = spinner {

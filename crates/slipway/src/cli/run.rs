@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use slipway_engine::{Approver, Decision, ExecutionRequest, run_execution};
 use slipway_model::Status;
 use slipway_spec::pipeline::{self, ExecutorChoice, Pipeline};
+use tokio::sync::{Mutex, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::build::project_name;
@@ -103,9 +104,12 @@ pub async fn run(args: Args, data: &Path) -> anyhow::Result<ExitCode> {
     if !files::check_buildspecs(&source, &chosen)? {
         return Err(UsageError(String::new()).into());
     }
+    let prompts = Arc::new(Semaphore::new(0));
     let approver = Arc::new(CliApprover {
         approve: args.approve.clone(),
         ask: std::io::stdin().is_terminal(),
+        prompts: prompts.clone(),
+        asking: Mutex::new(()),
     });
     execute(
         data,
@@ -115,6 +119,7 @@ pub async fn run(args: Args, data: &Path) -> anyhow::Result<ExitCode> {
         revision,
         args.variables.clone(),
         approver,
+        prompts,
         &name,
     )
     .await
@@ -130,13 +135,14 @@ pub async fn execute(
     revision: Option<String>,
     variables: Vec<(String, String)>,
     approver: Arc<dyn Approver>,
+    prompts: Arc<Semaphore>,
     project: &str,
 ) -> anyhow::Result<ExitCode> {
     let engine = setup::engine(data, exec, approver).await?;
     let number = next_number(data, project);
     let execution = format!("{project}#{number}");
     let (events, rx) = slipway_engine::EventSink::channel(execution.clone(), 1024);
-    let printer = tokio::spawn(render::consume(rx, exec.json));
+    let printer = tokio::spawn(render::consume(rx, exec.json, prompts));
     let cancel = CancellationToken::new();
     let c2 = cancel.clone();
     tokio::spawn(async move {
@@ -276,6 +282,10 @@ impl Approver for NoApprover {
 struct CliApprover {
     approve: Vec<String>,
     ask: bool,
+    /// A permit per approval the renderer has shown (with its spinner taken down).
+    prompts: Arc<Semaphore>,
+    /// One question at a time, when approvals in parallel actions wait together.
+    asking: Mutex<()>,
 }
 
 #[async_trait]
@@ -301,6 +311,10 @@ impl Approver for CliApprover {
                     "no terminal to ask; pass --approve {action} or --approve all"
                 )),
             };
+        }
+        let _one_at_a_time = self.asking.lock().await;
+        if let Ok(shown) = self.prompts.acquire().await {
+            shown.forget();
         }
         let prompt = format!(
             "Approve {full}{}? [y/N] ",
