@@ -230,6 +230,16 @@ impl Runner<'_> {
         let ws_root = self.env.work_root.join(&job_id);
         let ws = ws_root.join("src");
         let prepared = workspace::prepare(&job.source, &ws, &job.inputs).await;
+        if let Ok(c) = &prepared {
+            self.log
+                .note(&format!(
+                    "source: {} files, {:.1} MB copied in {:.1}s",
+                    c.files,
+                    c.bytes as f64 / 1e6,
+                    t.elapsed().as_secs_f64()
+                ))
+                .await;
+        }
         if let Err(e) = prepared {
             let o = PhaseOutcome {
                 status: Status::Fault,
