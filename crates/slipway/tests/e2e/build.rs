@@ -35,21 +35,15 @@ fn check_stateful(executor: &str) {
     let s = Scratch::new();
     s.write("repo/buildspec.yml", STATEFUL);
     let arts = s.path().join("arts");
-    let mut args = vec![
-        "build",
-        s.path().join("repo").to_str().unwrap().to_string().leak() as &str,
-        "--json",
-        "--executor",
+    let r = s.build_json(
         executor,
-        "-e",
-        "OVERRIDDEN=cli",
-        "--artifacts-dir",
-        arts.to_str().unwrap(),
-    ];
-    if executor == "docker" {
-        args.extend(["--image", IMAGE]);
-    }
-    let r = s.slipway(&args);
+        &[
+            "-e",
+            "OVERRIDDEN=cli",
+            "--artifacts-dir",
+            arts.to_str().unwrap(),
+        ],
+    );
     assert_eq!(r.code, 0, "{}", r.explain());
     let log = r.log("build");
     assert!(
@@ -120,13 +114,7 @@ artifacts:
 fn a_failed_build_phase_still_runs_finally_post_build_and_artifacts() {
     let s = Scratch::new();
     s.write("repo/buildspec.yml", FAILING_BUILD);
-    let r = s.slipway(&[
-        "build",
-        s.path().join("repo").to_str().unwrap(),
-        "--json",
-        "--executor",
-        "local",
-    ]);
+    let r = s.build_json("local", &[]);
     assert_eq!(r.code, 1, "{}", r.explain());
     let log = r.log("build");
     assert!(
@@ -153,13 +141,7 @@ fn an_install_failure_ends_the_build_without_artifacts() {
         "repo/buildspec.yml",
         "version: 0.2\nphases:\n  install:\n    commands: [exit 3]\n  build:\n    commands: [echo no]\nartifacts:\n  files: ['**/*']\n",
     );
-    let r = s.slipway(&[
-        "build",
-        s.path().join("repo").to_str().unwrap(),
-        "--json",
-        "--executor",
-        "local",
-    ]);
+    let r = s.build_json("local", &[]);
     assert_eq!(r.code, 1, "{}", r.explain());
     let phases: Vec<String> = r
         .of_type("phase_started")
@@ -188,13 +170,7 @@ phases:
     commands: [echo "build ran after $(cat count) tries"]
 "#,
     );
-    let r = s.slipway(&[
-        "build",
-        s.path().join("repo").to_str().unwrap(),
-        "--json",
-        "--executor",
-        "local",
-    ]);
+    let r = s.build_json("local", &[]);
     // install failed with CONTINUE: later phases run, the build still fails.
     assert_eq!(r.code, 1, "{}", r.explain());
     assert!(
@@ -304,7 +280,7 @@ fn docker_build_is_cleaned_up_after_ctrl_c() {
     let mut child = std::process::Command::new(bin())
         .args([
             "build",
-            s.path().join("repo").to_str().unwrap(),
+            s.repo().as_str(),
             "--executor",
             "docker",
             "--image",
@@ -351,15 +327,7 @@ fn a_timeout_kills_the_command_and_reports_timed_out() {
         "version: 0.2\nphases:\n  build:\n    commands: [sleep 60]\n",
     );
     let t = std::time::Instant::now();
-    let r = s.slipway(&[
-        "build",
-        s.path().join("repo").to_str().unwrap(),
-        "--json",
-        "--executor",
-        "local",
-        "--timeout",
-        "1s",
-    ]);
+    let r = s.build_json("local", &["--timeout", "1s"]);
     assert_eq!(r.code, 1, "{}", r.explain());
     assert!(
         t.elapsed() < std::time::Duration::from_secs(20),
@@ -395,15 +363,7 @@ phases:
     commands: [echo "post as $(id -un) succeeding=$CODEBUILD_BUILD_SUCCEEDING"]
 "#,
     );
-    let r = s.slipway(&[
-        "build",
-        s.path().join("repo").to_str().unwrap(),
-        "--json",
-        "--executor",
-        "docker",
-        "--image",
-        IMAGE,
-    ]);
+    let r = s.build_json("docker", &[]);
     assert_eq!(r.code, 1, "{}", r.explain());
     let log = r.log("build");
     assert!(log.contains("install as root"), "{log}");
@@ -433,13 +393,7 @@ phases:
     commands: ['echo "batch $CODEBUILD_BATCH_BUILD_IDENTIFIER who=$WHO"']
 "#,
     );
-    let r = s.slipway(&[
-        "build",
-        s.path().join("repo").to_str().unwrap(),
-        "--json",
-        "--executor",
-        "local",
-    ]);
+    let r = s.build_json("local", &[]);
     assert_eq!(r.code, 0, "{}", r.explain());
     assert!(
         r.log("build/first").contains("batch first who=first"),
@@ -470,13 +424,7 @@ phases:
         "version: 0.2\nbatch:\n  fast-fail: true\n  build-list:\n    - identifier: bad\n      env:\n        variables: { FAIL: 1 }\n    - identifier: slow\nphases:\n  build:\n    commands: ['if [ -n \"$FAIL\" ]; then exit 1; fi; sleep 30']\n",
     );
     let t = std::time::Instant::now();
-    let r = s.slipway(&[
-        "build",
-        s.path().join("repo").to_str().unwrap(),
-        "--json",
-        "--executor",
-        "local",
-    ]);
+    let r = s.build_json("local", &[]);
     assert_eq!(r.code, 1, "{}", r.explain());
     assert!(
         t.elapsed() < std::time::Duration::from_secs(20),

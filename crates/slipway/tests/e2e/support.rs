@@ -69,6 +69,22 @@ impl Scratch {
         p
     }
 
+    /// The scratch repository, `<scratch>/repo`, as an argument.
+    pub fn repo(&self) -> String {
+        self.dir.path().join("repo").display().to_string()
+    }
+
+    /// `slipway build <repo> --json --executor EXECUTOR [EXTRA...]`; docker adds `--image IMAGE`.
+    pub fn build_json(&self, executor: &str, extra: &[&str]) -> Run {
+        let repo = self.repo();
+        let mut args = vec!["build", repo.as_str(), "--json", "--executor", executor];
+        if executor == "docker" {
+            args.extend(["--image", IMAGE]);
+        }
+        args.extend(extra);
+        self.slipway(&args)
+    }
+
     /// Runs slipway with this scratch's data dir.
     pub fn slipway(&self, args: &[&str]) -> Run {
         let out = Command::new(bin())
