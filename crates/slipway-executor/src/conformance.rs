@@ -275,6 +275,21 @@ macro_rules! conformance_tests {
             }
 
             #[tokio::test]
+            async fn unknown_user_is_named_in_the_error() {
+                let Some((_h, mut tj, _s)) = setup().await else { return };
+                let err = tj
+                    .job
+                    .open_shell(ShellOptions {
+                        user: Some("no-such-user-slipway".into()),
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap_err();
+                assert!(err.to_string().contains("no-such-user-slipway"), "{err}");
+                tj.job.cleanup().await.unwrap();
+            }
+
+            #[tokio::test]
             async fn cleanup_twice_is_fine() {
                 let Some((_h, mut tj, mut s)) = setup().await else { return };
                 run(&mut s, "sleep 100 &").await;
@@ -353,15 +368,6 @@ mod local_only {
                 assert!(e.to_string().contains("nobody"), "{e}");
             }
         }
-        let err = tj
-            .job
-            .open_shell(ShellOptions {
-                user: Some("no-such-user-slipway".into()),
-                ..Default::default()
-            })
-            .await
-            .unwrap_err();
-        assert!(err.to_string().contains("no-such-user-slipway"), "{err}");
     }
 
     #[tokio::test]
@@ -497,24 +503,6 @@ mod docker_only {
             .await
             .unwrap();
         assert_eq!(run(&mut s, "id -u").await.1, "65534\n");
-        tj.job.cleanup().await.unwrap();
-    }
-
-    #[tokio::test]
-    async fn unknown_user_is_named_in_the_error() {
-        let Some(h) = make_docker_executor().await else {
-            return;
-        };
-        let mut tj = start_job(&h).await;
-        let err = tj
-            .job
-            .open_shell(ShellOptions {
-                user: Some("no-such-user-slipway".into()),
-                ..Default::default()
-            })
-            .await
-            .unwrap_err();
-        assert!(err.to_string().contains("no-such-user-slipway"), "{err}");
         tj.job.cleanup().await.unwrap();
     }
 
