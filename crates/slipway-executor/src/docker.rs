@@ -200,18 +200,7 @@ impl DockerExecutor {
             .ok_or_else(|| ExecutorError::ImageRequired {
                 job_id: job.job_id.clone(),
             })?;
-        let workspace =
-            std::fs::canonicalize(&job.workspace).map_err(|e| ExecutorError::Workspace {
-                path: job.workspace.clone(),
-                detail: e.to_string(),
-            })?;
-        let workspace = workspace
-            .to_str()
-            .ok_or_else(|| ExecutorError::Workspace {
-                path: job.workspace.clone(),
-                detail: "path is not valid UTF-8".into(),
-            })?
-            .to_string();
+        let workspace = job.workspace_dir()?;
         self.ensure_image(image).await?;
         for svc in &job.services {
             self.ensure_image(&svc.image).await?;

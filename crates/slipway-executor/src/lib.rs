@@ -80,6 +80,24 @@ pub struct JobSpec {
     pub services: Vec<ServiceContainer>,
 }
 
+impl JobSpec {
+    /// The workspace as an absolute, UTF-8 path to an existing directory: what both executors
+    /// hand to commands (directly, or as a bind mount).
+    pub fn workspace_dir(&self) -> Result<String, ExecutorError> {
+        let bad = |detail: String| ExecutorError::Workspace {
+            path: self.workspace.clone(),
+            detail,
+        };
+        let dir = std::fs::canonicalize(&self.workspace).map_err(|e| bad(e.to_string()))?;
+        if !dir.is_dir() {
+            return Err(bad("not a directory".into()));
+        }
+        dir.to_str()
+            .map(str::to_string)
+            .ok_or_else(|| bad("path is not valid UTF-8".into()))
+    }
+}
+
 /// How to open a shell session.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ShellOptions {

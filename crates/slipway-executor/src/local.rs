@@ -47,27 +47,7 @@ impl Executor for LocalExecutor {
     }
 
     async fn start(&self, job: &JobSpec) -> Result<Box<dyn Job>, ExecutorError> {
-        let meta =
-            tokio::fs::metadata(&job.workspace)
-                .await
-                .map_err(|e| ExecutorError::Workspace {
-                    path: job.workspace.clone(),
-                    detail: e.to_string(),
-                })?;
-        if !meta.is_dir() {
-            return Err(ExecutorError::Workspace {
-                path: job.workspace.clone(),
-                detail: "not a directory".into(),
-            });
-        }
-        let workdir = job
-            .workspace
-            .to_str()
-            .ok_or_else(|| ExecutorError::Workspace {
-                path: job.workspace.clone(),
-                detail: "path is not valid UTF-8".into(),
-            })?
-            .to_string();
+        let workdir = job.workspace_dir()?;
         tracing::debug!(job_id = %job.job_id, runner = %self.runner.0, %workdir, "local job started");
         Ok(Box::new(LocalJob {
             workdir,
