@@ -45,6 +45,14 @@ pub fn shown(path: &Path) -> String {
         .to_string()
 }
 
+/// The directory a command works on (default: the current one), made absolute; a missing one
+/// is a usage error naming it.
+pub fn directory(arg: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let dir = arg.unwrap_or(Path::new("."));
+    std::fs::canonicalize(dir)
+        .map_err(|e| anyhow::Error::new(super::UsageError(format!("{}: {e}", dir.display()))))
+}
+
 pub fn read(path: &Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path)
         .map_err(|e| anyhow::Error::new(super::UsageError(format!("{}: {e}", shown(path)))))

@@ -38,9 +38,7 @@ pub struct Args {
 }
 
 pub async fn run(args: Args, data: &Path) -> anyhow::Result<ExitCode> {
-    let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from("."));
-    let dir =
-        std::fs::canonicalize(&dir).map_err(|e| UsageError(format!("{}: {e}", dir.display())))?;
+    let dir = files::directory(args.dir.as_deref())?;
 
     // A revision is exported to a directory of its own; its pipeline file is the one that runs.
     let mut _export = None;
