@@ -411,10 +411,8 @@ pub fn boolean(node: &Node, path: &str, diags: &mut Diagnostics) -> Option<bool>
 
 /// Reads a non-negative integer.
 pub fn uint(node: &Node, path: &str, diags: &mut Diagnostics) -> Option<u64> {
-    if let Some(t) = node.scalar_text() {
-        if let Ok(n) = t.parse::<u64>() {
-            return Some(n);
-        }
+    if let Some(n) = node.scalar_text().and_then(|t| t.parse::<u64>().ok()) {
+        return Some(n);
     }
     diags.push(Diagnostic::error(
         node.pos,
