@@ -27,12 +27,22 @@ struct Inner {
 impl EventSink {
     /// A sink and the receiving end; `capacity` events may wait before `emit` waits.
     pub fn channel(execution: impl Into<String>, capacity: usize) -> (Self, mpsc::Receiver<Event>) {
+        Self::channel_after(execution, capacity, 0)
+    }
+
+    /// A sink whose first event gets `last_seq + 1`: an execution's stream continued after a
+    /// retry or a restart.
+    pub fn channel_after(
+        execution: impl Into<String>,
+        capacity: usize,
+        last_seq: u64,
+    ) -> (Self, mpsc::Receiver<Event>) {
         let (tx, rx) = mpsc::channel(capacity);
         (
             Self {
                 inner: Arc::new(Inner {
                     execution: execution.into(),
-                    seq: AtomicU64::new(0),
+                    seq: AtomicU64::new(last_seq),
                     tx,
                 }),
             },

@@ -32,10 +32,23 @@ pub struct Decision {
     pub comment: Option<String>,
 }
 
-/// Answers approval actions. Called once per approval action, possibly concurrently.
+/// Answers approval actions. Called once per approval action (again after a resume),
+/// possibly concurrently; dropped unfinished when the execution is cancelled or the approval
+/// times out, so it must hold nothing that needs cleaning up.
 #[async_trait]
 pub trait Approver: Send + Sync {
-    async fn decide(&self, stage: &str, action: &str, message: Option<&str>) -> Decision;
+    async fn decide(&self, request: &ApprovalRequest) -> Decision;
+}
+
+/// What an approval action asks.
+#[derive(Clone, Debug)]
+pub struct ApprovalRequest {
+    pub execution: String,
+    pub stage: String,
+    pub action: String,
+    pub message: Option<String>,
+    /// How long it waits before it fails as timed out (the engine enforces it).
+    pub timeout: Duration,
 }
 
 /// The executors an engine may use; Docker only when an engine answered.
@@ -57,6 +70,33 @@ pub struct Engine {
     pub approver: Arc<dyn Approver>,
     /// Batch builds running at once.
     pub batch_concurrency: usize,
+    /// How long an approval action waits when its `timeout:` says nothing (CodePipeline: 7 days).
+    pub approval_timeout: Duration,
+    /// Build actions running at once across every execution of this engine (the embedded
+    /// runner's concurrency); `None`: no limit.
+    pub job_slots: Option<Arc<tokio::sync::Semaphore>>,
+}
+
+/// Continues an execution that stopped: what already ran is not run again.
+#[derive(Clone, Debug, Default)]
+pub struct Resume {
+    /// Why it runs again (the `execution_resumed` event's reason).
+    pub reason: String,
+    /// Actions that ran before, by `(stage, action)`: their latest attempt.
+    pub prior: BTreeMap<(String, String), PriorAction>,
+    /// A person asked (`retry`): failed actions get their whole retry policy again. Otherwise
+    /// (recovery) an interrupted attempt counts against it.
+    pub fresh_budget: bool,
+}
+
+/// The latest attempt of an action in an earlier part of the execution.
+#[derive(Clone, Debug)]
+pub struct PriorAction {
+    pub status: Status,
+    pub attempts: u32,
+    pub reason: Option<String>,
+    pub outputs: BTreeMap<String, String>,
+    pub artifacts: Vec<ArtifactRef>,
 }
 
 /// One execution to run.
@@ -79,6 +119,8 @@ pub struct ExecutionRequest {
     pub trigger: String,
     pub project: String,
     pub number: u64,
+    /// Set when the execution continues after a stop instead of starting.
+    pub resume: Option<Resume>,
 }
 
 /// One action's end, for summaries.
@@ -119,13 +161,24 @@ pub async fn run_execution(
     cancel: CancellationToken,
 ) -> ExecutionResult {
     let started = Instant::now();
-    events
-        .emit(EventBody::ExecutionStarted {
-            pipeline: req.pipeline.name.clone(),
-            revision: req.revision.clone(),
-            trigger: req.trigger.clone(),
-        })
-        .await;
+    match &req.resume {
+        None => {
+            events
+                .emit(EventBody::ExecutionStarted {
+                    pipeline: req.pipeline.name.clone(),
+                    revision: req.revision.clone(),
+                    trigger: req.trigger.clone(),
+                })
+                .await
+        }
+        Some(r) => {
+            events
+                .emit(EventBody::ExecutionResumed {
+                    reason: r.reason.clone(),
+                })
+                .await
+        }
+    }
     let mut vars: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     let mut pv = BTreeMap::new();
     for v in &req.pipeline.variables {
@@ -169,6 +222,28 @@ pub async fn run_execution(
             }
             continue;
         }
+        // Actions that succeeded before a resume count as done: their outputs flow on.
+        let mut stage_results: BTreeMap<String, ActionSummary> = BTreeMap::new();
+        if let Some(resume) = &req.resume {
+            for a in &stage.actions {
+                let key = (stage.name.clone(), a.name.clone());
+                if let Some(p) = resume.prior.get(&key).filter(|p| p.status.is_success()) {
+                    let mut s = shared.lock().await;
+                    if let Some(ns) = &a.namespace {
+                        s.vars.insert(ns.clone(), p.outputs.clone());
+                    }
+                    for art in &p.artifacts {
+                        s.artifacts
+                            .insert(art.name.clone(), engine.store.path(&art.digest));
+                    }
+                    stage_results.insert(a.name.clone(), prior_summary(&stage.name, a, p));
+                }
+            }
+            if stage_results.len() == stage.actions.len() {
+                summaries.extend(stage.actions.iter().filter_map(|a| stage_results.remove(&a.name)));
+                continue;
+            }
+        }
         let stage_started = Instant::now();
         events
             .emit(EventBody::StageStarted {
@@ -179,15 +254,32 @@ pub async fn run_execution(
             StageFailure::Retry(n) => n,
             _ => 0,
         };
-        let mut stage_results: BTreeMap<String, ActionSummary> = BTreeMap::new();
         let mut stage_status = Status::Succeeded;
         for group in Pipeline::stage_groups(stage) {
             let mut try_n = 0;
-            let mut todo: Vec<&Action> = group.clone();
+            let mut todo: Vec<&Action> = group
+                .iter()
+                .copied()
+                .filter(|a| !stage_results.contains_key(&a.name))
+                .collect();
             loop {
-                let futs = todo
-                    .iter()
-                    .map(|a| run_action(engine, &req, &stage.name, a, &events, &shared, &cancel));
+                let futs = todo.iter().map(|a| {
+                    let prior = match (&req.resume, try_n) {
+                        (Some(r), 0) => r.prior.get(&(stage.name.clone(), a.name.clone())),
+                        _ => None,
+                    };
+                    let fresh = req.resume.as_ref().is_some_and(|r| r.fresh_budget);
+                    run_action(
+                        engine,
+                        &req,
+                        &stage.name,
+                        a,
+                        (prior, fresh),
+                        &events,
+                        &shared,
+                        &cancel,
+                    )
+                });
                 let results = futures::future::join_all(futs).await;
                 for r in results {
                     stage_results.insert(r.action.clone(), r);
@@ -255,6 +347,20 @@ pub async fn run_execution(
     }
 }
 
+fn prior_summary(stage: &str, a: &Action, p: &PriorAction) -> ActionSummary {
+    ActionSummary {
+        stage: stage.into(),
+        action: a.name.clone(),
+        status: p.status,
+        duration: Duration::ZERO,
+        attempts: p.attempts,
+        reason: p.reason.clone(),
+        reports: Vec::new(),
+        artifacts: p.artifacts.clone(),
+        outputs: p.outputs.clone(),
+    }
+}
+
 fn skipped(stage: &str, action: &str, why: &str) -> ActionSummary {
     ActionSummary {
         stage: stage.into(),
@@ -289,19 +395,42 @@ async fn interpolate(shared: &Arc<Mutex<Shared>>, text: &str) -> Result<String, 
     .map_err(|missing| format!("unresolved variable(s): {}", missing.join(", ")))
 }
 
-/// Runs one action with its retry policy and records its outputs.
+fn retry_allowed(action: &Action, status: Status) -> bool {
+    action.retry.on.iter().any(|on| match on {
+        RetryOn::Any => !status.is_success(),
+        RetryOn::Infrastructure => status == Status::Fault,
+        RetryOn::Timeout => status == Status::TimedOut,
+    })
+}
+
+/// Runs one action with its retry policy and records its outputs. `prior` is its latest
+/// attempt before a resume, with whether its retry budget starts afresh.
+#[allow(clippy::too_many_arguments)]
 async fn run_action(
     engine: &Engine,
     req: &ExecutionRequest,
     stage: &str,
     action: &Action,
+    (prior, fresh_budget): (Option<&PriorAction>, bool),
     events: &EventSink,
     shared: &Arc<Mutex<Shared>>,
     cancel: &CancellationToken,
 ) -> ActionSummary {
     let started = Instant::now();
-    let attempts = action.retry.attempts.max(1);
+    let mut attempts = action.retry.attempts.max(1);
     let mut attempt = 0;
+    if let Some(p) = prior {
+        attempt = p.attempts;
+        if fresh_budget {
+            attempts += p.attempts;
+        } else if p.status.is_terminal() && !(attempt < attempts && retry_allowed(action, p.status)) {
+            // Recovery: the interrupted attempt was the last its retry policy allows.
+            return prior_summary(stage, action, p);
+        } else if !p.status.is_terminal() {
+            // Waiting for approval (or never started): the same attempt goes on.
+            attempt = attempt.saturating_sub(1);
+        }
+    }
     loop {
         attempt += 1;
         let executor_name = match &action.kind {
@@ -339,13 +468,7 @@ async fn run_action(
                 log: out.log.clone(),
             })
             .await;
-        let retry = attempt < attempts
-            && !cancel.is_cancelled()
-            && action.retry.on.iter().any(|on| match on {
-                RetryOn::Any => !out.status.is_success(),
-                RetryOn::Infrastructure => out.status == Status::Fault,
-                RetryOn::Timeout => out.status == Status::TimedOut,
-            });
+        let retry = attempt < attempts && !cancel.is_cancelled() && retry_allowed(action, out.status);
         if retry {
             continue;
         }
@@ -454,6 +577,14 @@ async fn run_action_once(
                 }
                 v
             };
+            // The embedded runner's concurrency: the build waits (queued) for a slot.
+            let _slot = match &engine.job_slots {
+                Some(s) => tokio::select! {
+                    p = s.clone().acquire_owned() => p.ok(),
+                    _ = cancel.cancelled() => return failed(Status::Cancelled, "cancelled while queued"),
+                },
+                None => None,
+            };
             let benv = BuildEnvironment {
                 executor,
                 store: engine.store.clone(),
@@ -518,9 +649,16 @@ async fn run_action_once(
                     message: msg.clone(),
                 })
                 .await;
-            let timeout = a.timeout.unwrap_or(Duration::from_secs(7 * 24 * 3600));
+            let timeout = a.timeout.unwrap_or(engine.approval_timeout);
+            let request = ApprovalRequest {
+                execution: events.execution().to_string(),
+                stage: stage.to_string(),
+                action: action.name.clone(),
+                message: msg.clone(),
+                timeout,
+            };
             let decided = tokio::select! {
-                d = engine.approver.decide(stage, &action.name, msg.as_deref()) => Some(d),
+                d = engine.approver.decide(&request) => Some(d),
                 _ = tokio::time::sleep(timeout) => None,
                 _ = cancel.cancelled() => return failed(Status::Cancelled, "cancelled while waiting for approval"),
             };

@@ -13,6 +13,6 @@ pub mod workspace;
 pub use build::{BuildEnvironment, BuildIds, BuildJob, BuildResult, run_build};
 pub use events::{ActionLog, EventSink};
 pub use execution::{
-    ActionSummary, Approver, Decision, Engine, ExecutionRequest, ExecutionResult, Executors,
-    run_execution,
+    ActionSummary, ApprovalRequest, Approver, Decision, Engine, ExecutionRequest, ExecutionResult, Executors,
+    PriorAction, Resume, run_execution,
 };

@@ -115,7 +115,23 @@ pub enum Status {
     Skipped,
     /// The infrastructure failed (engine unreachable, agent lost), not the user's work.
     Fault,
+    /// Replaced by a newer execution before it finished (execution modes).
+    Superseded,
 }
+
+/// Every status, in the order they are documented.
+pub const ALL_STATUSES: [Status; 10] = [
+    Status::Queued,
+    Status::Running,
+    Status::Waiting,
+    Status::Succeeded,
+    Status::Failed,
+    Status::TimedOut,
+    Status::Cancelled,
+    Status::Skipped,
+    Status::Fault,
+    Status::Superseded,
+];
 
 impl Status {
     pub fn is_terminal(self) -> bool {
@@ -137,7 +153,19 @@ impl Status {
             Status::Cancelled => "cancelled",
             Status::Skipped => "skipped",
             Status::Fault => "fault",
+            Status::Superseded => "superseded",
         }
+    }
+}
+
+impl std::str::FromStr for Status {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ALL_STATUSES
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| format!("unknown status `{s}`"))
     }
 }
 

@@ -36,6 +36,11 @@ pub enum EventBody {
         /// What started it: `cli`, `push`, `webhook`, `schedule`, `api`.
         trigger: String,
     },
+    /// The execution runs again after it stopped: a retry of failed actions, or recovery after
+    /// the server restarted. Stages and actions that already succeeded are not run again.
+    ExecutionResumed {
+        reason: String,
+    },
     StageStarted {
         stage: String,
     },

@@ -104,7 +104,7 @@ fn secs(ms: u64) -> String {
     }
 }
 
-fn human(out: &mut dyn Write, ev: &Event) {
+pub fn human(out: &mut dyn Write, ev: &Event) {
     match &ev.body {
         EventBody::ExecutionStarted {
             pipeline,
@@ -120,6 +120,9 @@ fn human(out: &mut dyn Write, ev: &Event) {
                 "==> {} pipeline `{pipeline}`{rev} ({trigger})",
                 ev.execution
             );
+        }
+        EventBody::ExecutionResumed { reason } => {
+            let _ = writeln!(out, "==> {} resumed: {reason}", ev.execution);
         }
         EventBody::StageStarted { stage } => {
             let _ = writeln!(out, "==> stage {stage}");

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use slipway_engine::{Approver, Decision, ExecutionRequest, run_execution};
+use slipway_engine::{ApprovalRequest, Approver, Decision, ExecutionRequest, run_execution};
 use slipway_model::Status;
 use slipway_spec::pipeline::{self, ExecutorChoice, Pipeline};
 use tokio::sync::{Mutex, Semaphore};
@@ -180,6 +180,7 @@ pub async fn execute(
         trigger: "cli".into(),
         project: project.to_string(),
         number,
+        resume: None,
     };
     let result = run_execution(&engine, req, events, cancel).await;
     drop(engine);
@@ -267,7 +268,7 @@ pub struct NoApprover;
 
 #[async_trait]
 impl Approver for NoApprover {
-    async fn decide(&self, _: &str, _: &str, _: Option<&str>) -> Decision {
+    async fn decide(&self, _: &ApprovalRequest) -> Decision {
         Decision {
             approved: false,
             by: "slipway".into(),
@@ -288,7 +289,12 @@ struct CliApprover {
 
 #[async_trait]
 impl Approver for CliApprover {
-    async fn decide(&self, stage: &str, action: &str, message: Option<&str>) -> Decision {
+    async fn decide(&self, request: &ApprovalRequest) -> Decision {
+        let (stage, action, message) = (
+            request.stage.as_str(),
+            request.action.as_str(),
+            request.message.as_deref(),
+        );
         let full = format!("{stage}/{action}");
         if self
             .approve

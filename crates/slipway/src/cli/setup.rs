@@ -157,5 +157,7 @@ pub async fn engine(
         secrets: secrets(args)?,
         approver,
         batch_concurrency: args.batch_concurrency,
+        approval_timeout: Duration::from_secs(7 * 24 * 3600),
+        job_slots: None,
     })
 }

@@ -1,0 +1,187 @@
+//! The REST API's bodies under `/api/v1`: what the server sends and the CLI reads. Additions
+//! only; a field that changes meaning gets a new name. Times are Unix milliseconds.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use slipway_model::Status;
+use utoipa::ToSchema;
+
+use crate::{ArtifactRef, ReportSummary};
+
+/// A project: a repository and the pipelines read from it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Project {
+    pub name: String,
+    /// Where the repository is: a local path or a git URL.
+    pub git: String,
+    pub created_ms: i64,
+    /// The number the last execution got (`hello#N`); 0 before the first.
+    pub last_number: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct CreateProject {
+    pub name: String,
+    pub git: String,
+}
+
+/// One execution, without its actions (lists).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Execution {
+    pub project: String,
+    pub number: u64,
+    /// `project#number`, the name the CLI and URLs use.
+    pub name: String,
+    pub pipeline: String,
+    /// The commit the execution runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// What was asked for (a branch, tag or commit), when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_ref: Option<String>,
+    /// `api`, `cli`, `up`, `rerun`, later `push`, `webhook`, `schedule`.
+    pub trigger: String,
+    #[schema(value_type = String)]
+    pub status: Status,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub variables: BTreeMap<String, String>,
+    pub created_ms: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_ms: Option<i64>,
+    /// The execution this one re-runs, when started by `rerun`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rerun_of: Option<u64>,
+}
+
+/// One action of an execution as it stands now (the latest attempt).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ActionState {
+    pub stage: String,
+    pub action: String,
+    /// `build`, `image`, `deploy` or `approval`.
+    pub kind: String,
+    #[schema(value_type = String)]
+    pub status: Status,
+    pub attempt: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executor: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The stored log's digest once the attempt finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub log: Option<slipway_model::Digest>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub outputs: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Object>)]
+    pub artifacts: Vec<ArtifactRef>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Object>)]
+    pub reports: Vec<ReportSummary>,
+}
+
+/// An approval action's request and, once given, its decision.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Approval {
+    pub stage: String,
+    pub action: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// `waiting`, `succeeded` (approved), `failed` (rejected), `timed_out`, `cancelled`.
+    #[schema(value_type = String)]
+    pub status: Status,
+    pub requested_ms: i64,
+    /// When it times out if nobody decides.
+    pub deadline_ms: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+/// An execution with its actions and approvals (`execution show`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ExecutionDetail {
+    #[serde(flatten)]
+    pub execution: Execution,
+    /// In pipeline order.
+    pub actions: Vec<ActionState>,
+    pub approvals: Vec<Approval>,
+    /// The last event's sequence number: where a live stream picks up.
+    pub last_seq: u64,
+}
+
+/// `POST /api/v1/projects/{project}/executions`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+pub struct StartExecution {
+    /// Which pipeline, when the repository has several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<String>,
+    /// A branch, tag or commit (default: the repository's HEAD).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub variables: BTreeMap<String, String>,
+    /// Recorded as the trigger (default `api`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<String>,
+}
+
+/// `POST .../executions/{number}/approvals`: approve or reject a waiting approval action.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Decide {
+    /// The approval action (`stage/action` or `action`); may be left out when only one waits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    pub approved: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    /// Who decides (until users exist, what the client says).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+}
+
+/// A page of a list, newest first; `next` is the cursor for the following page.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// Every API error: a stable machine code and a sentence for people.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ApiError {
+    /// Stable: `not_found`, `conflict`, `invalid`, `invalid_pipeline`, `internal`, ...
+    pub code: String,
+    pub message: String,
+    /// For `invalid_pipeline`: every problem as `file:line:column: message`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<String>,
+}
+
+/// What `slipway gc` removed, or would remove with `dry_run`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+pub struct GcReport {
+    pub dry_run: bool,
+    /// `project#number` of each execution pruned.
+    pub executions: Vec<String>,
+    pub blobs: u64,
+    pub blob_bytes: u64,
+    pub cache_entries: u64,
+    pub cache_bytes: u64,
+    pub docker_containers: u64,
+    pub docker_images: u64,
+}
