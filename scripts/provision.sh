@@ -2,14 +2,24 @@
 # Makes this machine ready for Slipway's test suite, idempotently:
 #   - git, the docker CLI and engine (Debian docker.io), a static /bin/busybox;
 #   - a Docker engine that answers (starts dockerd itself when none does);
-#   - the base image slipway-busybox:latest (busybox rootfs, users root and builder).
+#   - the base image slipway-busybox:latest (busybox rootfs, users root and builder);
+#   - PostgreSQL (Debian's postgresql package) and a throwaway cluster of our own in
+#     $SLIPWAY_CI_STATE/pg, listening on 127.0.0.1 on a free port, user `slipway` (superuser,
+#     trust auth); its URL is written to $SLIPWAY_CI_STATE/pg.url for the tests
+#     (SLIPWAY_TEST_POSTGRES_URL). The cluster runs with fsync off: it holds test data only.
+#     (Installing the package also gives Debian's own `main` cluster, which we neither use
+#     nor touch.)
 #
 # Usage:
-#   scripts/provision.sh          provision; quiet when nothing had to change
-#   scripts/provision.sh --stop   stop the dockerd this script started (by its PID), if any
+#   scripts/provision.sh                   provision; quiet when nothing had to change
+#   scripts/provision.sh --stop            stop what this script started: the dockerd (by its
+#                                          PID) and the PostgreSQL cluster, if running
+#   scripts/provision.sh --stop-docker     stop only the dockerd this script started
+#   scripts/provision.sh --stop-postgres   stop only the PostgreSQL cluster this script started
 #
 # Environment (all optional):
-#   SLIPWAY_CI_STATE       state dir for the dockerd log and pidfile (default /tmp/slipway-ci)
+#   SLIPWAY_CI_STATE       state dir for the dockerd log and pidfile and the PostgreSQL cluster
+#                          (default /tmp/slipway-ci)
 #   DOCKER_HOST            unix:///path: the engine to check, and the socket a started dockerd
 #                          listens on (default: the docker CLI's default)
 #   SLIPWAY_DOCKERD_ARGS   extra dockerd arguments, split on whitespace (e.g. a scratch
@@ -30,6 +40,9 @@ readonly BASE_LABEL="io.slipway.base-version"
 STATE_DIR="${SLIPWAY_CI_STATE:-/tmp/slipway-ci}"
 PIDFILE="$STATE_DIR/dockerd.pid"
 DOCKERD_LOG="$STATE_DIR/dockerd.log"
+PG_DIR="$STATE_DIR/pg"
+PG_LOG="$STATE_DIR/pg.log"
+PG_URL_FILE="$STATE_DIR/pg.url"
 
 say() { printf 'provision: %s\n' "$*"; }
 die() { printf 'provision: ERROR: %s\n' "$*" >&2; exit 1; }
@@ -73,6 +86,7 @@ ensure_packages() {
         missing+=(docker.io)
     fi
     busybox_is_static || missing+=(busybox-static)
+    pg_bindir >/dev/null || missing+=(postgresql)
     [ "${#missing[@]}" -eq 0 ] && return 0
 
     command -v apt-get >/dev/null 2>&1 || die "missing ${missing[*]} and no apt-get to install them"
@@ -93,6 +107,7 @@ ensure_packages() {
     command -v docker >/dev/null 2>&1 || die "docker CLI still missing after installing docker.io"
     dockerd_path >/dev/null || die "dockerd still missing after installing docker.io"
     busybox_is_static || die "/bin/busybox is still not a static binary after installing busybox-static"
+    pg_bindir >/dev/null || die "initdb still missing after installing postgresql"
     say "installed ${missing[*]}"
 }
 
@@ -251,6 +266,134 @@ ensure_base_image() {
     say "built $BASE_IMAGE ($BASE_LABEL=$BASE_VERSION${replacing})"
 }
 
+# ---------------------------------------------------------------- postgresql
+
+# Prints the directory of the newest installed PostgreSQL's server binaries (Debian keeps
+# them off PATH, in /usr/lib/postgresql/<major>/bin).
+pg_bindir() {
+    local initdb="" candidate
+    for candidate in /usr/lib/postgresql/*/bin/initdb; do
+        [ -x "$candidate" ] || continue
+        # Keep the newest major version.
+        if [ -z "$initdb" ] || [ "$(printf '%s\n%s\n' "$initdb" "$candidate" | sort -V | tail -n 1)" = "$candidate" ]; then
+            initdb="$candidate"
+        fi
+    done
+    [ -n "$initdb" ] || initdb="$(command -v initdb 2>/dev/null)" || return 1
+    [ -x "$initdb" ] || return 1
+    dirname "$initdb"
+}
+
+# Runs a PostgreSQL command as the cluster's owner: `postgres` when we are root (the server
+# refuses to run as root), else ourselves. From / so that no unreadable cwd gets in the way.
+as_pg() {
+    if [ "$(id -u)" -eq 0 ]; then
+        (cd / && runuser -u postgres -- "$@")
+    else
+        (cd / && "$@")
+    fi
+}
+
+# True when our cluster's postmaster is running.
+pg_running() {
+    local bin
+    bin="$(pg_bindir)" || return 1
+    [ -f "$PG_DIR/postmaster.pid" ] || return 1
+    as_pg "$bin/pg_ctl" -D "$PG_DIR" status >/dev/null 2>&1
+}
+
+# Prints the port our running cluster listens on (line 4 of postmaster.pid).
+pg_port() {
+    sed -n 4p "$PG_DIR/postmaster.pid" 2>/dev/null
+}
+
+# Prints a TCP port on 127.0.0.1 that nothing listens on.
+free_port() {
+    local port tries=0
+    while [ "$tries" -lt 100 ]; do
+        port=$((20000 + RANDOM % 40000))
+        # A refused connection means the port is free (bash's /dev/tcp needs no extra tool).
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            echo "$port"
+            return 0
+        fi
+        tries=$((tries + 1))
+    done
+    return 1
+}
+
+ensure_postgres() {
+    local bin
+    bin="$(pg_bindir)" || die "no PostgreSQL server binaries found (initdb)"
+    if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
+        die "running as root, but there is no postgres user to run PostgreSQL as"
+    fi
+    mkdir -p "$STATE_DIR"
+
+    if pg_running; then
+        # Started by an earlier call: only make sure the URL file names it.
+        write_pg_url "$(pg_port)"
+        return 0
+    fi
+
+    # A cluster from another PostgreSQL major version (or a half-made one) is thrown away:
+    # it only ever holds test databases.
+    local major
+    major="$("$bin/postgres" --version | grep -oE '[0-9]+' | head -n 1)"
+    if [ -d "$PG_DIR" ] && [ "$(cat "$PG_DIR/PG_VERSION" 2>/dev/null)" != "$major" ]; then
+        rm -rf "$PG_DIR"
+    fi
+    if [ ! -d "$PG_DIR" ]; then
+        mkdir -m 0700 "$PG_DIR"
+        if [ "$(id -u)" -eq 0 ]; then chown postgres:postgres "$PG_DIR"; fi
+        if ! as_pg "$bin/initdb" -D "$PG_DIR" -U slipway --auth=trust --encoding=UTF8 \
+            --locale=C --no-sync --no-instructions >"$STATE_DIR/initdb.log" 2>&1; then
+            cat "$STATE_DIR/initdb.log" >&2
+            rm -rf "$PG_DIR"
+            die "initdb of $PG_DIR failed"
+        fi
+        say "created a PostgreSQL $major cluster in $PG_DIR"
+    fi
+
+    : >"$PG_LOG"
+    if [ "$(id -u)" -eq 0 ]; then chown postgres:postgres "$PG_LOG"; fi
+    local port _
+    for _ in 1 2 3; do
+        port="$(free_port)" || die "found no free TCP port for PostgreSQL"
+        # Throwaway test data: no fsync. The socket lives in the cluster's own directory.
+        if as_pg "$bin/pg_ctl" -D "$PG_DIR" -l "$PG_LOG" -w -t 60 start -o \
+            "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$PG_DIR -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
+            >/dev/null 2>&1; then
+            write_pg_url "$port"
+            say "started PostgreSQL (pid $(head -n 1 "$PG_DIR/postmaster.pid"), port $port, log $PG_LOG)"
+            return 0
+        fi
+        # Lost a race for the port, most likely; try another.
+        if pg_running; then
+            as_pg "$bin/pg_ctl" -D "$PG_DIR" -m fast -w stop >/dev/null 2>&1 || true
+        fi
+    done
+    tail -n 30 "$PG_LOG" >&2
+    die "PostgreSQL did not start; log: $PG_LOG"
+}
+
+write_pg_url() {
+    local url="postgres://slipway@127.0.0.1:$1/postgres"
+    [ "$(cat "$PG_URL_FILE" 2>/dev/null)" = "$url" ] || echo "$url" >"$PG_URL_FILE"
+}
+
+stop_postgres() {
+    local bin pid
+    if pg_running; then
+        bin="$(pg_bindir)"
+        pid="$(head -n 1 "$PG_DIR/postmaster.pid")"
+        as_pg "$bin/pg_ctl" -D "$PG_DIR" -m fast -w -t 60 stop >/dev/null \
+            || die "could not stop PostgreSQL (pid $pid); log: $PG_LOG"
+        say "stopped PostgreSQL (pid $pid)"
+    fi
+    rm -f "$PG_URL_FILE"
+}
+
 # ---------------------------------------------------------------- main
 
 CLEANUP_DIR=""
@@ -260,13 +403,16 @@ trap cleanup EXIT
 main() {
     case "${1:-}" in
         "") ;;
-        --stop) stop_engine; return 0 ;;
+        --stop) stop_engine; stop_postgres; return 0 ;;
+        --stop-docker) stop_engine; return 0 ;;
+        --stop-postgres) stop_postgres; return 0 ;;
         -h | --help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; return 0 ;;
-        *) die "unknown argument: $1 (usage: $0 [--stop])" ;;
+        *) die "unknown argument: $1 (usage: $0 [--stop | --stop-docker | --stop-postgres])" ;;
     esac
     ensure_packages
     ensure_engine
     ensure_base_image
+    ensure_postgres
 }
 
 main "$@"
