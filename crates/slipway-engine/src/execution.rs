@@ -72,6 +72,8 @@ pub struct Engine {
     pub batch_concurrency: usize,
     /// How long an approval action waits when its `timeout:` says nothing (CodePipeline: 7 days).
     pub approval_timeout: Duration,
+    /// The pause before an action's first retry, doubled for each further one (at most 5 min).
+    pub retry_backoff: Duration,
     /// Build actions running at once across every execution of this engine (the embedded
     /// runner's concurrency); `None`: no limit.
     pub job_slots: Option<Arc<tokio::sync::Semaphore>>,
@@ -240,7 +242,12 @@ pub async fn run_execution(
                 }
             }
             if stage_results.len() == stage.actions.len() {
-                summaries.extend(stage.actions.iter().filter_map(|a| stage_results.remove(&a.name)));
+                summaries.extend(
+                    stage
+                        .actions
+                        .iter()
+                        .filter_map(|a| stage_results.remove(&a.name)),
+                );
                 continue;
             }
         }
@@ -423,7 +430,8 @@ async fn run_action(
         attempt = p.attempts;
         if fresh_budget {
             attempts += p.attempts;
-        } else if p.status.is_terminal() && !(attempt < attempts && retry_allowed(action, p.status)) {
+        } else if p.status.is_terminal() && !(attempt < attempts && retry_allowed(action, p.status))
+        {
             // Recovery: the interrupted attempt was the last its retry policy allows.
             return prior_summary(stage, action, p);
         } else if !p.status.is_terminal() {
@@ -468,8 +476,19 @@ async fn run_action(
                 log: out.log.clone(),
             })
             .await;
-        let retry = attempt < attempts && !cancel.is_cancelled() && retry_allowed(action, out.status);
+        let retry =
+            attempt < attempts && !cancel.is_cancelled() && retry_allowed(action, out.status);
         if retry {
+            let pause = engine
+                .retry_backoff
+                .saturating_mul(1 << (attempt - 1).min(16))
+                .min(Duration::from_secs(300));
+            if !pause.is_zero() {
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = cancel.cancelled() => {}
+                }
+            }
             continue;
         }
         if out.status.is_success() {

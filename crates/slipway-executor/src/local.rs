@@ -21,6 +21,10 @@ pub struct LocalConfig {
     /// Start sessions with an empty environment (plus the job's) instead of inheriting
     /// the runner's (PATH, HOME, ...).
     pub clear_env: bool,
+    /// Where live sessions' process groups are recorded, so that a runner restarted after
+    /// being killed (SIGKILL runs no cleanup) kills the processes its predecessor left.
+    /// `None`: not recorded (a CLI run, whose sessions die with their terminal).
+    pub state_dir: Option<PathBuf>,
 }
 
 /// Runs jobs as processes on this host.
@@ -54,13 +58,19 @@ impl Executor for LocalExecutor {
             env: job.env.clone(),
             clear_env: self.config.clear_env,
             sessions: Vec::new(),
+            state_dir: self.config.state_dir.clone(),
         }))
     }
 
     async fn remove_orphans(&self) -> Result<usize, ExecutorError> {
-        // Local sessions are killed with their process group when the runner dies
-        // (kill-on-drop) and leave nothing behind that we own.
-        Ok(0)
+        let Some(dir) = self.config.state_dir.clone() else {
+            return Ok(0);
+        };
+        tokio::task::spawn_blocking(move || orphans::kill_left_behind(&dir))
+            .await
+            .map_err(|e| ExecutorError::Task {
+                detail: e.to_string(),
+            })
     }
 }
 
@@ -73,6 +83,7 @@ pub struct LocalJob {
     /// Process group of each session opened, with its live flag so cleanup never
     /// signals a group id that may have been reused after the session ended.
     sessions: Vec<(Arc<SessionFlag>, i32)>,
+    state_dir: Option<PathBuf>,
 }
 
 /// Which ids a session should run under.
@@ -171,6 +182,16 @@ impl Job for LocalJob {
             });
         };
         let flag = SessionFlag::new_alive();
+        if let Some(dir) = &self.state_dir {
+            orphans::record(dir, pgid);
+        }
+        for (f, g) in &self.sessions {
+            if !f.is_alive()
+                && let Some(dir) = &self.state_dir
+            {
+                orphans::forget(dir, *g);
+            }
+        }
         self.sessions.retain(|(f, _)| f.is_alive());
         self.sessions.push((flag.clone(), pgid));
         tracing::debug!(pgid, shell = program, user = ?opts.user, "local session opened");
@@ -205,6 +226,9 @@ impl Job for LocalJob {
 
     async fn cleanup(&mut self) -> Result<(), ExecutorError> {
         for (flag, pgid) in self.sessions.drain(..) {
+            if let Some(dir) = &self.state_dir {
+                orphans::forget(dir, pgid);
+            }
             if flag.is_alive() && pgid > 0 {
                 flag.set_dead();
                 // SAFETY: plain syscall; the group is ours (the flag says it is alive).
@@ -244,5 +268,97 @@ impl SessionBackend for LocalBackend {
             .await
             .map_err(|e| ExecutorError::io("waiting for the shell", e))?;
         Ok(status.code())
+    }
+}
+
+/// Process groups recorded on disk: `<state_dir>/<pgid>` holds the runner's pid and the group
+/// leader's start time, so a group id the kernel has since reused is never signalled.
+mod orphans {
+    use std::path::Path;
+
+    /// A process's parent-independent facts from `/proc/<pid>/stat`: (pgrp, start time).
+    fn stat(pid: i32) -> Option<(i32, u64)> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // The command name may hold spaces and parentheses: fields start after the last `)`.
+        let rest = &text[text.rfind(')')? + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        // After the name: state(0) ppid(1) pgrp(2) ... starttime(19).
+        Some((f.get(2)?.parse().ok()?, f.get(19)?.parse().ok()?))
+    }
+
+    pub fn record(dir: &Path, pgid: i32) {
+        if pgid <= 0 {
+            return;
+        }
+        let Some((_, start)) = stat(pgid) else { return };
+        let _ = std::fs::create_dir_all(dir);
+        let line = format!("{} {start}\n", std::process::id());
+        if let Err(e) = std::fs::write(dir.join(pgid.to_string()), line) {
+            tracing::warn!(error = %e, "recording a local session's process group");
+        }
+    }
+
+    pub fn forget(dir: &Path, pgid: i32) {
+        let _ = std::fs::remove_file(dir.join(pgid.to_string()));
+    }
+
+    fn alive(pid: i32) -> bool {
+        // SAFETY: signal 0 only checks that the process exists.
+        pid > 0 && unsafe { libc::kill(pid, 0) } == 0
+    }
+
+    /// Kills the groups recorded by runner processes that are gone; returns how many.
+    pub fn kill_left_behind(dir: &Path) -> usize {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return 0;
+        };
+        let mut killed = 0;
+        for e in entries.flatten() {
+            let Ok(pgid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+            let mut it = text.split_whitespace();
+            let owner: i32 = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+            let start: u64 = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+            if owner as u32 != std::process::id() && alive(owner) {
+                continue; // its runner still lives and cleans up after itself
+            }
+            // Same leader (same start time), or, with the leader gone, members that started
+            // after it: the group is the one recorded.
+            let ours = match stat(pgid) {
+                Some((g, s)) => g == pgid && s == start,
+                None => members_started_after(pgid, start),
+            };
+            if ours && pgid > 1 {
+                // SAFETY: plain syscall on a process group verified above.
+                unsafe { libc::killpg(pgid, libc::SIGKILL) };
+                killed += 1;
+                tracing::info!(pgid, "killed a local session a stopped runner left");
+            }
+            let _ = std::fs::remove_file(e.path());
+        }
+        killed
+    }
+
+    fn members_started_after(pgid: i32, start: u64) -> bool {
+        let Ok(procs) = std::fs::read_dir("/proc") else {
+            return false;
+        };
+        let mut any = false;
+        for p in procs.flatten() {
+            let Ok(pid) = p.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            if let Some((g, s)) = stat(pid)
+                && g == pgid
+            {
+                if s < start {
+                    return false;
+                }
+                any = true;
+            }
+        }
+        any
     }
 }

@@ -159,6 +159,45 @@ impl BlobStore {
         w.finish().await
     }
 
+    /// The directory holding the blobs (`<root>/blobs/sha256`), for backups.
+    pub fn blobs_dir(&self) -> &Path {
+        &self.inner.blobs
+    }
+
+    /// Calls `f` with every stored blob's digest, size and modification time, without
+    /// collecting them. Files that are not blobs (wrong names) are skipped.
+    pub fn for_each_blob(
+        &self,
+        mut f: impl FnMut(Digest, u64, SystemTime),
+    ) -> Result<(), StoreError> {
+        let root = &self.inner.blobs;
+        for shard in std::fs::read_dir(root).map_err(io_err("list", root))? {
+            let Ok(shard) = shard else { continue };
+            let Ok(files) = std::fs::read_dir(shard.path()) else {
+                continue;
+            };
+            for file in files.flatten() {
+                let name = file.file_name();
+                let Ok(d) = Digest::parse(&format!("sha256:{}", name.to_string_lossy())) else {
+                    continue;
+                };
+                if let Ok(m) = file.metadata() {
+                    f(d, m.len(), m.modified().unwrap_or(SystemTime::UNIX_EPOCH));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes a blob; removing one that is not there is not an error.
+    pub fn remove(&self, d: &Digest) -> Result<(), StoreError> {
+        let p = self.path(d);
+        match std::fs::remove_file(&p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err("remove", &p)(e)),
+            _ => Ok(()),
+        }
+    }
+
     /// Removes temporary files older than `older_than`: leftovers of a process that died
     /// mid-write. Writers in flight are younger than any sensible `older_than`.
     pub fn sweep_tmp(&self, older_than: Duration) -> Result<u64, StoreError> {

@@ -83,9 +83,12 @@ fn runner_id() -> RunnerId {
 /// Connects the executors: local always; Docker when an engine answers (required when asked for).
 pub async fn executors(args: &ExecArgs) -> anyhow::Result<Executors> {
     let runner = runner_id();
-    let local = ExecutorConfig::Local(LocalConfig { clear_env: false })
-        .build(runner.clone())
-        .await?;
+    let local = ExecutorConfig::Local(LocalConfig {
+        clear_env: false,
+        ..Default::default()
+    })
+    .build(runner.clone())
+    .await?;
     let want_docker = args.executor == Some(ExecutorArg::Docker);
     let maybe_docker = want_docker || (args.executor.is_none());
     let mut docker = None;
@@ -137,6 +140,67 @@ pub fn secrets(args: &ExecArgs) -> anyhow::Result<Arc<dyn SecretSource>> {
     })
 }
 
+/// The embedded runner's engine for the server: local always, Docker when an engine answers,
+/// under a runner id tied to the data directory so that a restarted server removes the
+/// containers a killed one left.
+pub async fn server_engine(data: &Path, approver: Arc<dyn Approver>) -> anyhow::Result<Engine> {
+    let store = slipway_store::BlobStore::open(data.join("store"))
+        .with_context(|| format!("opening the data directory {}", data.display()))?;
+    let work_root = data.join("work");
+    std::fs::create_dir_all(&work_root)
+        .with_context(|| format!("creating {}", work_root.display()))?;
+    let mut h = slipway_model::Hasher::new();
+    h.update(data.to_string_lossy().as_bytes());
+    let digest = h.finish();
+    let runner = RunnerId(format!("server-{}", &digest.hex()[..12]));
+    let local = ExecutorConfig::Local(LocalConfig {
+        clear_env: false,
+        state_dir: Some(data.join("run").join("local-sessions")),
+    })
+    .build(runner.clone())
+    .await?;
+    match local.remove_orphans().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(killed = n, "killed local sessions a stopped server left"),
+        Err(e) => tracing::warn!(error = %e, "could not look for leftover local sessions"),
+    }
+    let docker = match tokio::time::timeout(Duration::from_secs(5), async {
+        let d = ExecutorConfig::Docker(DockerConfig { host: None })
+            .build(runner.clone())
+            .await?;
+        d.health().await?;
+        Ok::<_, slipway_executor::ExecutorError>(d)
+    })
+    .await
+    {
+        Ok(Ok(d)) => {
+            match d.remove_orphans().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(removed = n, "removed containers a stopped server left"),
+                Err(e) => tracing::warn!(error = %e, "could not look for leftover containers"),
+            }
+            Some(d)
+        }
+        _ => {
+            tracing::info!("no Docker engine answers: builds run as local processes only");
+            None
+        }
+    };
+    Ok(Engine {
+        executors: Executors { local, docker },
+        store,
+        work_root,
+        cache_root: data.join("cache"),
+        artifacts_dir: None,
+        secrets: Arc::new(FileAndEnvSecrets::env_only()),
+        approver,
+        batch_concurrency: 2,
+        approval_timeout: Duration::from_secs(7 * 24 * 3600),
+        retry_backoff: Duration::ZERO,
+        job_slots: None,
+    })
+}
+
 /// The engine over the data directory: blobs, caches and workspaces below `data`.
 pub async fn engine(
     data: &Path,
@@ -158,6 +222,7 @@ pub async fn engine(
         approver,
         batch_concurrency: args.batch_concurrency,
         approval_timeout: Duration::from_secs(7 * 24 * 3600),
+        retry_backoff: Duration::ZERO,
         job_slots: None,
     })
 }

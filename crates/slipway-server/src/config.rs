@@ -1,0 +1,297 @@
+//! The server's configuration: documented defaults, a TOML file over them, `SLIPWAY_*`
+//! environment variables over the file, command-line flags over everything (docs/server.md).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Everything the server needs to start. Durations are written as in pipeline files (`30s`,
+/// `7d`).
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// 127.0.0.1:8080: loopback only until authentication exists.
+    pub listen: SocketAddr,
+    pub data: PathBuf,
+    /// `sqlite:<data>/slipway.db` unless given (`postgres://...` for PostgreSQL).
+    pub database: Option<String>,
+    pub runner: RunnerConfig,
+    pub timeouts: Timeouts,
+    pub retention: RetentionConfig,
+}
+
+#[derive(Clone, Debug)]
+pub struct RunnerConfig {
+    /// Build jobs the embedded runner runs at once.
+    pub concurrency: usize,
+    /// Executions whose stages run at once; the rest stay queued.
+    pub max_executions: usize,
+    /// Batch builds of one action at once.
+    pub batch_concurrency: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct Timeouts {
+    /// How long an approval waits when the action names no timeout (CodePipeline: 7 days).
+    pub approval: Duration,
+    /// The pause before an action's first retry; it doubles for each further one (up to 5 min).
+    pub retry_backoff: Duration,
+    /// How long shutdown waits for executions to stop before leaving them to recovery.
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct RetentionConfig {
+    /// Finished executions older than this are pruned (`None`: kept by age).
+    pub max_age: Option<Duration>,
+    /// The newest N executions of each project are kept (`None`: kept by count).
+    pub keep_per_project: Option<u32>,
+    /// How often the background pruning runs.
+    pub interval: Duration,
+    /// Blobs newer than this are never swept, so a build writing one is not raced.
+    pub blob_grace: Duration,
+}
+
+impl Config {
+    /// The documented defaults over a data directory.
+    pub fn defaults(data: PathBuf) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data,
+            database: None,
+            runner: RunnerConfig {
+                concurrency: 4,
+                max_executions: 64,
+                batch_concurrency: 2,
+            },
+            timeouts: Timeouts {
+                approval: Duration::from_secs(7 * 24 * 3600),
+                retry_backoff: Duration::from_secs(2),
+                shutdown_grace: Duration::from_secs(10),
+            },
+            retention: RetentionConfig {
+                max_age: Some(Duration::from_secs(90 * 24 * 3600)),
+                keep_per_project: Some(500),
+                interval: Duration::from_secs(3600),
+                blob_grace: Duration::from_secs(3600),
+            },
+        }
+    }
+
+    /// Defaults, then the TOML file (when given), then `SLIPWAY_*` variables from `env`.
+    pub fn load(
+        data: PathBuf,
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, String> {
+        let mut c = Self::defaults(data);
+        if let Some(path) = file {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let f: FileConfig =
+                toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            c.apply(f).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        let mut f = FileConfig::default();
+        let var = |k: &str| env(k).filter(|v| !v.is_empty());
+        f.listen = var("SLIPWAY_LISTEN");
+        f.database = var("SLIPWAY_DATABASE");
+        let mut r = RunnerSection::default();
+        if let Some(v) = var("SLIPWAY_RUNNER_CONCURRENCY") {
+            r.concurrency = Some(number("SLIPWAY_RUNNER_CONCURRENCY", &v)?);
+        }
+        if let Some(v) = var("SLIPWAY_MAX_EXECUTIONS") {
+            r.max_executions = Some(number("SLIPWAY_MAX_EXECUTIONS", &v)?);
+        }
+        f.runner = Some(r);
+        f.timeouts = Some(TimeoutsSection {
+            approval: var("SLIPWAY_APPROVAL_TIMEOUT"),
+            retry_backoff: var("SLIPWAY_RETRY_BACKOFF"),
+            shutdown_grace: var("SLIPWAY_SHUTDOWN_GRACE"),
+        });
+        let keep = match var("SLIPWAY_RETENTION_KEEP") {
+            Some(v) => Some(number("SLIPWAY_RETENTION_KEEP", &v)?),
+            None => None,
+        };
+        f.retention = Some(RetentionSection {
+            max_age: var("SLIPWAY_RETENTION_MAX_AGE"),
+            keep_per_project: keep,
+            interval: var("SLIPWAY_RETENTION_INTERVAL"),
+            blob_grace: var("SLIPWAY_BLOB_GRACE"),
+        });
+        c.apply(f).map_err(|e| format!("environment: {e}"))?;
+        Ok(c)
+    }
+
+    /// The state database's URL.
+    pub fn database_url(&self) -> String {
+        match &self.database {
+            Some(u) => u.clone(),
+            None => format!("sqlite:{}", self.data.join("slipway.db").display()),
+        }
+    }
+
+    fn apply(&mut self, f: FileConfig) -> Result<(), String> {
+        if let Some(l) = f.listen {
+            self.listen = l
+                .parse()
+                .map_err(|_| format!("listen: `{l}` is not an address such as 127.0.0.1:8080"))?;
+        }
+        if let Some(d) = f.database {
+            self.database = Some(d);
+        }
+        if let Some(r) = f.runner {
+            if let Some(n) = r.concurrency {
+                self.runner.concurrency = n.max(1);
+            }
+            if let Some(n) = r.max_executions {
+                self.runner.max_executions = n.max(1);
+            }
+            if let Some(n) = r.batch_concurrency {
+                self.runner.batch_concurrency = n.max(1);
+            }
+        }
+        if let Some(t) = f.timeouts {
+            set_duration(&mut self.timeouts.approval, "timeouts.approval", t.approval)?;
+            set_duration(
+                &mut self.timeouts.retry_backoff,
+                "timeouts.retry_backoff",
+                t.retry_backoff,
+            )?;
+            set_duration(
+                &mut self.timeouts.shutdown_grace,
+                "timeouts.shutdown_grace",
+                t.shutdown_grace,
+            )?;
+        }
+        if let Some(r) = f.retention {
+            if let Some(v) = r.max_age {
+                self.retention.max_age = match v.as_str() {
+                    "never" | "off" => None,
+                    v => Some(duration("retention.max_age", v)?),
+                };
+            }
+            if let Some(n) = r.keep_per_project {
+                self.retention.keep_per_project = (n > 0).then_some(n);
+            }
+            set_duration(
+                &mut self.retention.interval,
+                "retention.interval",
+                r.interval,
+            )?;
+            set_duration(
+                &mut self.retention.blob_grace,
+                "retention.blob_grace",
+                r.blob_grace,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn number<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, String> {
+    v.trim()
+        .parse()
+        .map_err(|_| format!("{key}: `{v}` is not a whole number"))
+}
+
+fn duration(key: &str, v: &str) -> Result<Duration, String> {
+    slipway_spec::pipeline::parse_duration(v).map_err(|e| format!("{key}: {e}"))
+}
+
+fn set_duration(slot: &mut Duration, key: &str, v: Option<String>) -> Result<(), String> {
+    if let Some(v) = v {
+        *slot = duration(key, &v)?;
+    }
+    Ok(())
+}
+
+/// The TOML file's shape; every key optional (docs/server.md lists them with defaults).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    database: Option<String>,
+    runner: Option<RunnerSection>,
+    timeouts: Option<TimeoutsSection>,
+    retention: Option<RetentionSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunnerSection {
+    concurrency: Option<usize>,
+    max_executions: Option<usize>,
+    batch_concurrency: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TimeoutsSection {
+    approval: Option<String>,
+    retry_backoff: Option<String>,
+    shutdown_grace: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetentionSection {
+    max_age: Option<String>,
+    keep_per_project: Option<u32>,
+    interval: Option<String>,
+    blob_grace: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(toml: Option<&str>, env: &[(&str, &str)]) -> Result<Config, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("slipway.toml");
+        if let Some(t) = toml {
+            std::fs::write(&path, t).unwrap();
+        }
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::load("/data".into(), toml.map(|_| path.as_path()), move |k| {
+            env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+        })
+    }
+
+    #[test]
+    fn defaults_bind_loopback_and_use_sqlite_in_the_data_directory() {
+        let c = load(None, &[]).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.database_url(), "sqlite:/data/slipway.db");
+        assert_eq!(c.timeouts.approval, Duration::from_secs(7 * 24 * 3600));
+    }
+
+    #[test]
+    fn environment_wins_over_the_file() {
+        let c = load(
+            Some("listen = \"127.0.0.1:9000\"\n[timeouts]\napproval = \"1h\"\n[runner]\nconcurrency = 2\n"),
+            &[("SLIPWAY_LISTEN", "127.0.0.1:9001"), ("SLIPWAY_APPROVAL_TIMEOUT", "2s")],
+        )
+        .unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9001");
+        assert_eq!(c.timeouts.approval, Duration::from_secs(2));
+        assert_eq!(c.runner.concurrency, 2);
+    }
+
+    #[test]
+    fn bad_values_name_the_key_and_the_file() {
+        let e = load(Some("[timeouts]\napproval = \"soon\"\n"), &[]).unwrap_err();
+        assert!(
+            e.contains("slipway.toml") && e.contains("timeouts.approval"),
+            "{e}"
+        );
+        let e = load(Some("[runer]\n"), &[]).unwrap_err();
+        assert!(e.contains("unknown field `runer`"), "{e}");
+        let e = load(None, &[("SLIPWAY_RUNNER_CONCURRENCY", "many")]).unwrap_err();
+        assert!(e.contains("SLIPWAY_RUNNER_CONCURRENCY"), "{e}");
+    }
+}

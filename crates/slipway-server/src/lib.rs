@@ -1,0 +1,127 @@
+//! slipway-server: the long-lived server. One port serves the REST API (`/api/v1`), `/metrics`
+//! and `/healthz` (and, as they land, webhooks, git hosting, the registry and the UI). It owns
+//! the state database and the blob store, runs executions through the engine with the
+//! embedded runner, and recovers what a crash left.
+
+pub mod api;
+pub mod backup;
+pub mod config;
+pub mod error;
+pub mod gc;
+pub mod metrics;
+pub mod scheduler;
+pub mod source;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use slipway_engine::Engine;
+use slipway_executor::Executor;
+use slipway_store::{BlobStore, Db};
+use tokio::sync::RwLock;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+pub use scheduler::Scheduler;
+
+/// What every request handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub sched: Arc<Scheduler>,
+    pub blobs: BlobStore,
+    pub config: Arc<Config>,
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// Held for writing by retention, for reading by backups.
+    pub gc_lock: Arc<RwLock<()>>,
+    pub docker: Option<Arc<dyn Executor>>,
+}
+
+/// A server that is listening; dropped or `stop`ped, it shuts down.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    shutdown: CancellationToken,
+    serving: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    /// Opens the data directory and the database, recovers interrupted executions, and starts
+    /// listening. `engine` brings the executors; its approver and job slots are replaced.
+    pub async fn start(config: Config, mut engine: Engine) -> anyhow::Result<Server> {
+        std::fs::create_dir_all(config.data.join("work"))
+            .with_context(|| format!("creating {}", config.data.display()))?;
+        let url = config.database_url();
+        let db = Arc::new(
+            Db::connect(&url)
+                .await
+                .with_context(|| format!("opening the database {url}"))?,
+        );
+        let blobs = engine.store.clone();
+        engine.job_slots = Some(Arc::new(tokio::sync::Semaphore::new(
+            config.runner.concurrency.max(1),
+        )));
+        engine.approval_timeout = config.timeouts.approval;
+        engine.retry_backoff = config.timeouts.retry_backoff;
+        engine.batch_concurrency = config.runner.batch_concurrency;
+        let docker = engine.executors.docker.clone();
+        let sched = Scheduler::new(
+            db,
+            config.data.clone(),
+            engine,
+            config.runner.max_executions,
+        );
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("listening on {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        let state = AppState {
+            sched: sched.clone(),
+            blobs,
+            config: Arc::new(config),
+            metrics: metrics::handle(),
+            gc_lock: Arc::default(),
+            docker,
+        };
+        let recovered = sched
+            .recover()
+            .await
+            .map_err(|e| anyhow::anyhow!(e.message))?;
+        if recovered > 0 {
+            tracing::info!(recovered, "continued executions interrupted by a restart");
+        }
+        let shutdown = CancellationToken::new();
+        tokio::spawn(gc::run_periodically(state.clone(), shutdown.clone()));
+        let app = api::routes(state.clone())
+            .layer(tower_http::catch_panic::CatchPanicLayer::new())
+            .layer(tower_http::trace::TraceLayer::new_for_http());
+        let stop = shutdown.clone();
+        let serving = tokio::spawn(async move {
+            let r = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
+            if let Err(e) = r {
+                tracing::error!(error = %e, "the HTTP server stopped");
+            }
+        });
+        Ok(Server {
+            addr,
+            state,
+            shutdown,
+            serving,
+        })
+    }
+
+    /// Stops accepting requests, cancels running executions (their containers are removed)
+    /// and waits for them, up to the configured grace.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let grace = self.state.config.timeouts.shutdown_grace;
+        self.state.sched.shutdown(grace).await;
+        let _ = tokio::time::timeout(grace, self.serving).await;
+        self.state.sched.db.close().await;
+    }
+}
