@@ -4,5 +4,7 @@
 mod architecture;
 mod build;
 mod run;
+mod server;
+mod server_support;
 mod support;
 mod validate;
