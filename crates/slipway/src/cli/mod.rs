@@ -1,11 +1,21 @@
 //! The command line: one module per subcommand; glue only. Exit codes: 0 success, 1 the
 //! pipeline or build failed, 2 bad usage or invalid files.
 
+mod approve;
+mod backup;
 mod build;
+mod client;
+mod execution;
 mod files;
+mod gc;
+mod logs;
+mod pipeline;
+mod project;
 mod render;
 mod run;
+mod server;
 mod setup;
+mod up;
 mod validate;
 
 use std::path::PathBuf;
@@ -29,12 +39,34 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Start a server with a demo project and its pipeline running: the quick start.
+    Up(server::Args),
+    /// Run the Slipway server in the foreground.
+    Server(server::Args),
     /// Check pipeline and buildspec files; every problem with file:line:column.
     Validate(validate::Args),
     /// Run one buildspec with CodeBuild's semantics.
     Build(build::Args),
     /// Run the repository's pipeline here, with no server.
     Run(run::Args),
+    /// A Slipway server's projects.
+    Project(project::Args),
+    /// Start a project's pipeline on a Slipway server.
+    Pipeline(pipeline::Args),
+    /// A project's executions on a Slipway server: list, show, cancel, retry, rerun.
+    Execution(execution::Args),
+    /// An execution's logs from a Slipway server (`-f` follows it live).
+    Logs(logs::Args),
+    /// Approve an approval action that waits.
+    Approve(approve::Args),
+    /// Reject an approval action that waits.
+    Reject(approve::Args),
+    /// Run the server's retention now (old executions, unreferenced blobs, stale caches).
+    Gc(gc::Args),
+    /// Save a running server's state and blobs to a tar file.
+    Backup(backup::BackupArgs),
+    /// Restore a backup into the data directory (the server stopped).
+    Restore(backup::RestoreArgs),
 }
 
 /// Failures that map to exit code 2: bad usage or invalid files (already printed).
@@ -76,9 +108,20 @@ pub fn main() -> ExitCode {
     let data = cli.data.clone().unwrap_or_else(setup::default_data_dir);
     let result = rt.block_on(async move {
         match cli.command {
+            Command::Up(a) => up::run(a, &data).await,
+            Command::Server(a) => server::run(a, &data).await,
             Command::Validate(a) => validate::run(a).await,
             Command::Build(a) => build::run(a, &data).await,
             Command::Run(a) => run::run(a, &data).await,
+            Command::Project(a) => project::run(a).await,
+            Command::Pipeline(a) => pipeline::run(a).await,
+            Command::Execution(a) => execution::run(a).await,
+            Command::Logs(a) => logs::run(a).await,
+            Command::Approve(a) => approve::run(a, true).await,
+            Command::Reject(a) => approve::run(a, false).await,
+            Command::Gc(a) => gc::run(a).await,
+            Command::Backup(a) => backup::backup(a).await,
+            Command::Restore(a) => backup::restore(a, &data).await,
         }
     });
     match result {
