@@ -97,8 +97,15 @@ ensure_packages() {
         tail -n 20 "$log" >&2
         die "apt-get update failed (full log: $log)"
     fi
-    if ! as_root env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y --no-install-recommends "${missing[@]}" </dev/null >>"$log" 2>&1; then
+    if [[ " ${missing[*]} " == *" postgresql "* ]] && [ ! -e /etc/postgresql-common/createcluster.conf ]; then
+        # Debian's package would create and start a cluster of its own on port 5432, a server
+        # this script did not ask for and would not stop: tell it not to.
+        as_root mkdir -p /etc/postgresql-common
+        echo "create_main_cluster = false" | as_root tee /etc/postgresql-common/createcluster.conf >/dev/null
+    fi
+    if ! as_root env DEBIAN_FRONTEND=noninteractive UCF_FORCE_CONFFOLD=1 \
+        apt-get install -y --no-install-recommends -o Dpkg::Options::=--force-confold \
+        "${missing[@]}" </dev/null >>"$log" 2>&1; then
         tail -n 30 "$log" >&2
         die "apt-get install ${missing[*]} failed (full log: $log)"
     fi

@@ -150,10 +150,12 @@ async fn project(conn: &mut AnyConnection, execution_id: i64, event: &Event) -> 
         }
         EventBody::ApprovalWaiting { stage, action, .. } => {
             set_action_status(conn, execution_id, stage, action, Status::Waiting).await?;
+            waiting_or_running(conn, execution_id).await?;
         }
         EventBody::ApprovalDecided { stage, action, .. } => {
             // The decision itself is recorded by decide_approval; the action runs on.
             set_action_status(conn, execution_id, stage, action, Status::Running).await?;
+            waiting_or_running(conn, execution_id).await?;
         }
         EventBody::ActionFinished {
             stage,
@@ -202,6 +204,8 @@ async fn project(conn: &mut AnyConnection, execution_id: i64, event: &Event) -> 
                 .execute(&mut *conn)
                 .await?;
             }
+            // An approval that timed out or was cancelled no longer waits.
+            waiting_or_running(conn, execution_id).await?;
         }
         EventBody::ExecutionResumed { .. } => {
             // Running again: the old finish and its reason no longer apply.
@@ -217,6 +221,20 @@ async fn project(conn: &mut AnyConnection, execution_id: i64, event: &Event) -> 
         // Stage, phase and log events (and types added later) are stored only.
         _ => {}
     }
+    Ok(())
+}
+
+/// An unfinished execution is `waiting` while one of its actions waits for a person, else
+/// `running`.
+async fn waiting_or_running(conn: &mut AnyConnection, execution_id: i64) -> DbResult<()> {
+    sqlx::query(
+        "UPDATE executions SET status = CASE WHEN EXISTS (SELECT 1 FROM actions \
+         WHERE execution_id = $1 AND status = 'waiting') THEN 'waiting' ELSE 'running' END \
+         WHERE id = $1 AND status IN ('running', 'waiting')",
+    )
+    .bind(execution_id)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 

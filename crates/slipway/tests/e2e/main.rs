@@ -3,8 +3,10 @@
 
 mod architecture;
 mod build;
+mod crash;
 mod run;
 mod server;
 mod server_support;
 mod support;
+mod up;
 mod validate;

@@ -25,11 +25,17 @@ impl TestServer {
 
     /// The same on a given address (a restart where the clients expect it).
     pub fn start_on(data: &Path, listen: &str) -> TestServer {
+        TestServer::start_with(data, listen, &[])
+    }
+
+    /// The same with more `slipway server` arguments (`--database URL`).
+    pub fn start_with(data: &Path, listen: &str, extra: &[&str]) -> TestServer {
         let mut child = Command::new(bin())
             .arg("server")
             .arg("--data")
             .arg(data)
             .args(["--listen", listen])
+            .args(extra)
             .env_remove("SLIPWAY_LOG")
             .env_remove("SLIPWAY_SERVER")
             .stdin(Stdio::null())
