@@ -390,7 +390,7 @@ impl Scheduler {
         );
         if !retriable || self.running.lock().await.contains_key(&row.id) {
             return Err(ApiError::conflict(format!(
-                "{}#{} is {}; only a failed, cancelled or timed-out execution can be retried",
+                "{}#{} has status `{}`; only a failed, cancelled or timed-out execution can be retried",
                 row.project, row.number, row.status
             )));
         }
