@@ -71,6 +71,10 @@ fn git(dir: &Path, args: &[&str]) {
 
 /// A server over a temp data directory and a repository holding `files`.
 async fn harness(files: &[(&str, &str)]) -> Harness {
+    harness_with(files, |_| {}).await
+}
+
+async fn harness_with(files: &[(&str, &str)], tune: impl FnOnce(&mut Config)) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("repo");
     std::fs::create_dir_all(&repo).unwrap();
@@ -85,6 +89,7 @@ async fn harness(files: &[(&str, &str)]) -> Harness {
     let data = dir.path().join("data");
     let mut c = Config::defaults(data.clone());
     c.listen = "127.0.0.1:0".parse().unwrap();
+    tune(&mut c);
     let server = Server::start(c, engine(&data).await).await.unwrap();
     Harness {
         _dir: dir,
@@ -306,4 +311,62 @@ async fn errors_are_json_with_stable_codes() {
         v["message"].as_str().unwrap().contains("no-such-branch"),
         "{v}"
     );
+}
+
+#[tokio::test]
+async fn retention_prunes_beyond_the_count_keeps_the_newest_succeeded_and_sweeps_their_blobs() {
+    let failing = "version: 0.2\nphases:\n  build:\n    commands:\n      - echo unique-$CODEBUILD_BUILD_NUMBER\n      - test $CODEBUILD_BUILD_NUMBER -ne 3\n";
+    let h = harness_with(
+        &[(".slipway/pipeline.yml", PIPELINE), ("buildspec.yml", failing)],
+        |c| {
+            c.retention.keep_per_project = Some(1);
+            c.retention.max_age = None;
+            c.retention.blob_grace = Duration::ZERO;
+        },
+    )
+    .await;
+    h.project().await;
+    for n in 1..=3u64 {
+        h.call("POST", "/api/v1/projects/p/executions", Some(json!({})))
+            .await;
+        h.wait_terminal(n).await;
+    }
+    let (_, two) = h.call("GET", "/api/v1/projects/p/executions/2", None).await;
+    let log2 = two["actions"][0]["log"].as_str().unwrap().to_string();
+    let blob2 = h
+        .server
+        .state
+        .blobs
+        .path(&slipway_model::Digest::parse(&log2).unwrap());
+    assert!(blob2.is_file());
+    // #3 failed and is the newest: kept by the count; #2 is the newest succeeded: kept too.
+    let (st, dry) = h.call("POST", "/api/v1/gc?dry_run=true", None).await;
+    assert_eq!(st, StatusCode::OK, "{dry}");
+    assert_eq!(dry["executions"], json!(["p#1"]), "{dry}");
+    let (_, still) = h.call("GET", "/api/v1/projects/p/executions/1", None).await;
+    assert_eq!(still["number"], 1, "a dry run removes nothing");
+    let (_, done) = h.call("POST", "/api/v1/gc?dry_run=false", None).await;
+    assert_eq!(done["executions"], json!(["p#1"]), "{done}");
+    assert!(done["blobs"].as_u64().unwrap() >= 1, "#1's log is swept: {done}");
+    let (st, _) = h.call("GET", "/api/v1/projects/p/executions/1", None).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    assert!(blob2.is_file(), "a kept execution's log stays");
+}
+
+#[tokio::test]
+async fn metrics_count_executions_by_status_in_prometheus_text() {
+    let h = harness(&[(".slipway/pipeline.yml", PIPELINE), ("buildspec.yml", BUILDSPEC)]).await;
+    h.project().await;
+    h.call("POST", "/api/v1/projects/p/executions", Some(json!({})))
+        .await;
+    h.wait_terminal(1).await;
+    let (st, text) = h.call("GET", "/metrics", None).await;
+    assert_eq!(st, StatusCode::OK);
+    let text = text.as_str().unwrap().to_string();
+    assert!(
+        text.contains("slipway_executions{status=\"succeeded\"}"),
+        "{text}"
+    );
+    assert!(text.contains("slipway_queue_depth"), "{text}");
+    assert!(text.contains("slipway_action_duration_seconds"), "{text}");
 }
