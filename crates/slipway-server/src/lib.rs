@@ -11,6 +11,7 @@ pub mod gc;
 pub mod metrics;
 pub mod scheduler;
 pub mod source;
+pub mod triggers;
 
 #[cfg(test)]
 mod tests;
