@@ -56,6 +56,8 @@ pub struct ApprovalRequest {
 pub struct Executors {
     pub local: Arc<dyn Executor>,
     pub docker: Option<Arc<dyn Executor>>,
+    /// Image builds and pushes (the Docker engine), for image actions.
+    pub images: Option<Arc<dyn slipway_executor::ImageBuilder>>,
 }
 
 /// What an engine needs that outlives one execution.
@@ -72,11 +74,24 @@ pub struct Engine {
     pub batch_concurrency: usize,
     /// How long an approval action waits when its `timeout:` says nothing (CodePipeline: 7 days).
     pub approval_timeout: Duration,
+    /// Slipway's own registry, where image actions push unless they name another.
+    pub registry: Option<crate::image::RegistryTarget>,
     /// The pause before an action's first retry, doubled for each further one (at most 5 min).
     pub retry_backoff: Duration,
     /// Build actions running at once across every execution of this engine (the embedded
     /// runner's concurrency); `None`: no limit.
     pub job_slots: Option<Arc<tokio::sync::Semaphore>>,
+}
+
+/// Admission to a stage, for execution modes: a pipeline in `superseded` mode lets one
+/// execution into a stage at a time, with at most one waiting before it; a newer arrival
+/// supersedes the waiting one.
+#[async_trait]
+pub trait StageGate: Send + Sync {
+    /// Waits until the execution may enter `stage`; the returned slot is held while the stage
+    /// runs and released when dropped. `None`: a newer execution superseded this one while it
+    /// waited. Dropping the future (cancellation) gives up the wait.
+    async fn enter(&self, stage: &str) -> Option<Box<dyn Send>>;
 }
 
 /// Continues an execution that stopped: what already ran is not run again.
@@ -123,6 +138,8 @@ pub struct ExecutionRequest {
     pub number: u64,
     /// Set when the execution continues after a stop instead of starting.
     pub resume: Option<Resume>,
+    /// Admission to stages (the `superseded` execution mode); `None`: enter at once.
+    pub gate: Option<Arc<dyn StageGate>>,
 }
 
 /// One action's end, for summaries.
@@ -251,6 +268,37 @@ pub async fn run_execution(
                 continue;
             }
         }
+        let _stage_slot = match &req.gate {
+            None => None,
+            Some(gate) => {
+                let entered = tokio::select! {
+                    e = gate.enter(&stage.name) => e,
+                    _ = cancel.cancelled() => None,
+                };
+                match entered {
+                    Some(slot) => Some(slot),
+                    None => {
+                        status = if cancel.is_cancelled() {
+                            Status::Cancelled
+                        } else {
+                            Status::Superseded
+                        };
+                        let why = if cancel.is_cancelled() {
+                            "cancelled while waiting to enter the stage"
+                        } else {
+                            "superseded by a newer execution"
+                        };
+                        for a in &stage.actions {
+                            match stage_results.remove(&a.name) {
+                                Some(done) => summaries.push(done),
+                                None => summaries.push(skipped(&stage.name, &a.name, why)),
+                            }
+                        }
+                        continue;
+                    }
+                }
+            }
+        };
         let stage_started = Instant::now();
         events
             .emit(EventBody::StageStarted {
@@ -575,26 +623,9 @@ async fn run_action_once(
                 },
                 None => None,
             };
-            let inputs = {
-                let s = shared.lock().await;
-                let mut v = Vec::new();
-                // `source` is the checkout the workspace starts from; other inputs go over it.
-                for name in action
-                    .inputs
-                    .iter()
-                    .filter(|n| *n != pipeline::SOURCE_ARTIFACT)
-                {
-                    match s.artifacts.get(name) {
-                        Some(p) => v.push((name.clone(), p.clone())),
-                        None => {
-                            return failed(
-                                Status::Failed,
-                                format!("input artifact `{name}` was not produced"),
-                            );
-                        }
-                    }
-                }
-                v
+            let inputs = match input_artifacts(action, shared).await {
+                Ok(v) => v,
+                Err(e) => return e,
             };
             // The embedded runner's concurrency: the build waits (queued) for a slot.
             let _slot = match &engine.job_slots {
@@ -706,10 +737,49 @@ async fn run_action_once(
                 )
             }
         }
-        ActionKind::Image(_) => failed(
-            Status::Failed,
-            "image actions need Slipway's registry, which this version does not have yet",
-        ),
+        ActionKind::Image(img) => {
+            let mut spec = img.clone();
+            for (what, field) in [
+                ("dockerfile", &mut spec.dockerfile),
+                ("context", &mut spec.context),
+                ("repository", &mut spec.repository),
+            ] {
+                match interpolate(shared, field).await {
+                    Ok(v) => *field = v,
+                    Err(e) => return failed(Status::Failed, format!("{what}: {e}")),
+                }
+            }
+            for t in spec.tags.iter_mut().chain(spec.target.iter_mut()) {
+                match interpolate(shared, t).await {
+                    Ok(v) => *t = v,
+                    Err(e) => return failed(Status::Failed, format!("tags: {e}")),
+                }
+            }
+            for (k, v) in spec.build_args.iter_mut() {
+                match interpolate(shared, v).await {
+                    Ok(x) => *v = x,
+                    Err(e) => return failed(Status::Failed, format!("build-args.{k}: {e}")),
+                }
+            }
+            let inputs = match input_artifacts(action, shared).await {
+                Ok(v) => v,
+                Err(e) => return e,
+            };
+            let _slot = match &engine.job_slots {
+                Some(s) => tokio::select! {
+                    p = s.clone().acquire_owned() => p.ok(),
+                    _ = cancel.cancelled() => return failed(Status::Cancelled, "cancelled while queued"),
+                },
+                None => None,
+            };
+            let job = crate::image::ImageJob {
+                stage,
+                action: &action.name,
+                spec,
+                inputs,
+            };
+            crate::image::run_image(engine, req, job, events, cancel).await
+        }
         ActionKind::Deploy(d) => failed(
             Status::Skipped,
             format!(
@@ -718,6 +788,32 @@ async fn run_action_once(
             ),
         ),
     }
+}
+
+/// The action's input artifacts other than `source` (which the workspace starts from), as
+/// (name, tar path); an input nobody produced fails the action.
+async fn input_artifacts(
+    action: &Action,
+    shared: &Arc<Mutex<Shared>>,
+) -> Result<Vec<(String, PathBuf)>, BuildResult> {
+    let s = shared.lock().await;
+    let mut v = Vec::new();
+    for name in action
+        .inputs
+        .iter()
+        .filter(|n| *n != pipeline::SOURCE_ARTIFACT)
+    {
+        match s.artifacts.get(name) {
+            Some(p) => v.push((name.clone(), p.clone())),
+            None => {
+                return Err(failed(
+                    Status::Failed,
+                    format!("input artifact `{name}` was not produced"),
+                ));
+            }
+        }
+    }
+    Ok(v)
 }
 
 /// Reads and parses a buildspec, rendering its diagnostics into the error.

@@ -5,6 +5,7 @@ pub mod artifacts;
 pub mod build;
 mod cache;
 pub mod events;
+pub mod image;
 pub mod execution;
 pub mod reports;
 pub mod secrets;
@@ -14,5 +15,5 @@ pub use build::{BuildEnvironment, BuildIds, BuildJob, BuildResult, run_build};
 pub use events::{ActionLog, EventSink};
 pub use execution::{
     ActionSummary, ApprovalRequest, Approver, Decision, Engine, ExecutionRequest, ExecutionResult, Executors,
-    PriorAction, Resume, run_execution,
+    PriorAction, Resume, StageGate, run_execution,
 };

@@ -64,6 +64,13 @@ pub struct DockerExecutor {
     pid: u32,
 }
 
+impl DockerExecutor {
+    /// The engine's client, for image builds.
+    pub(crate) fn docker(&self) -> &Docker {
+        &self.docker
+    }
+}
+
 fn is_not_found(e: &bollard::errors::Error) -> bool {
     matches!(
         e,

@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod gc;
 pub mod metrics;
+pub mod modes;
 pub mod scheduler;
 pub mod source;
 pub mod triggers;

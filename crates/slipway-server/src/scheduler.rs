@@ -18,7 +18,7 @@ use slipway_engine::{
 use slipway_model::Status;
 use slipway_proto::api::{Execution, StartExecution};
 use slipway_proto::{Event, EventBody};
-use slipway_spec::pipeline::Pipeline;
+use slipway_spec::pipeline::{ExecutionMode, Pipeline};
 use slipway_store::{Db, ExecutionRow, NewExecution, ProjectRow};
 use tokio::sync::{Mutex, Semaphore, broadcast, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -52,6 +52,8 @@ pub struct Scheduler {
     pub tasks: TaskTracker,
     /// Executions waiting for a slot (metrics).
     queued: std::sync::atomic::AtomicI64,
+    /// Execution modes: who may run, and who may enter which stage.
+    lanes: crate::modes::Lanes,
 }
 
 impl Scheduler {
@@ -75,6 +77,7 @@ impl Scheduler {
                 repo_locks: Mutex::default(),
                 tasks: TaskTracker::new(),
                 queued: Default::default(),
+                lanes: Default::default(),
             }
         })
     }
@@ -215,19 +218,35 @@ impl Scheduler {
         let me = self.clone();
         self.tasks.spawn(async move {
             let id = row.id;
+            let lane = me.lanes.lane(row.project_id, &pipeline.name);
             me.queued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let slot = tokio::select! {
-                s = me.execution_slots.clone().acquire_owned() => s.ok(),
-                _ = cancel.cancelled() => None,
+            // `queued` mode: this pipeline's executions one at a time, in order.
+            let turn = match pipeline.execution_mode {
+                ExecutionMode::Queued => tokio::select! {
+                    t = lane.turn() => t.map(Some),
+                    _ = cancel.cancelled() => None,
+                },
+                _ => Some(None),
+            };
+            let slot = match turn {
+                Some(_) => tokio::select! {
+                    s = me.execution_slots.clone().acquire_owned() => s.ok(),
+                    _ = cancel.cancelled() => None,
+                },
+                None => None,
             };
             me.queued.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
             if slot.is_none() {
                 me.finish_unstarted(&row, Status::Cancelled, "cancelled while queued")
                     .await;
             } else {
-                me.run(row, pipeline, tree.clone(), resume, cancel).await;
+                let gate = (pipeline.execution_mode == ExecutionMode::Superseded)
+                    .then(|| lane.gate(row.number));
+                me.run(row, pipeline, tree.clone(), resume, gate, cancel)
+                    .await;
             }
             drop(slot);
+            drop(turn);
             let _ = tokio::fs::remove_dir_all(&tree).await;
             me.running.lock().await.remove(&id);
             me.names
@@ -254,6 +273,7 @@ impl Scheduler {
         pipeline: Pipeline,
         tree: PathBuf,
         resume: Option<Resume>,
+        gate: Option<Arc<dyn slipway_engine::StageGate>>,
         cancel: CancellationToken,
     ) {
         let name = format!("{}#{}", row.project, row.number);
@@ -273,6 +293,7 @@ impl Scheduler {
             project: row.project.clone(),
             number: row.number,
             resume,
+            gate,
         };
         let started = std::time::Instant::now();
         let result = run_execution(&self.engine, req, sink, cancel).await;

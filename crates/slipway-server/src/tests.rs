@@ -31,6 +31,7 @@ async fn engine(data: &Path) -> Engine {
         executors: slipway_engine::Executors {
             local,
             docker: None,
+            images: None,
         },
         store: slipway_store::BlobStore::open(data.join("store")).unwrap(),
         work_root: data.join("work"),
@@ -40,6 +41,7 @@ async fn engine(data: &Path) -> Engine {
         approver: Arc::new(Never),
         batch_concurrency: 1,
         approval_timeout: Duration::from_secs(60),
+        registry: None,
         retry_backoff: Duration::ZERO,
         job_slots: None,
     }
@@ -317,7 +319,10 @@ async fn errors_are_json_with_stable_codes() {
 async fn retention_prunes_beyond_the_count_keeps_the_newest_succeeded_and_sweeps_their_blobs() {
     let failing = "version: 0.2\nphases:\n  build:\n    commands:\n      - echo unique-$CODEBUILD_BUILD_NUMBER\n      - test $CODEBUILD_BUILD_NUMBER -ne 3\n";
     let h = harness_with(
-        &[(".slipway/pipeline.yml", PIPELINE), ("buildspec.yml", failing)],
+        &[
+            (".slipway/pipeline.yml", PIPELINE),
+            ("buildspec.yml", failing),
+        ],
         |c| {
             c.retention.keep_per_project = Some(1);
             c.retention.max_age = None;
@@ -347,7 +352,10 @@ async fn retention_prunes_beyond_the_count_keeps_the_newest_succeeded_and_sweeps
     assert_eq!(still["number"], 1, "a dry run removes nothing");
     let (_, done) = h.call("POST", "/api/v1/gc?dry_run=false", None).await;
     assert_eq!(done["executions"], json!(["p#1"]), "{done}");
-    assert!(done["blobs"].as_u64().unwrap() >= 1, "#1's log is swept: {done}");
+    assert!(
+        done["blobs"].as_u64().unwrap() >= 1,
+        "#1's log is swept: {done}"
+    );
     let (st, _) = h.call("GET", "/api/v1/projects/p/executions/1", None).await;
     assert_eq!(st, StatusCode::NOT_FOUND);
     assert!(blob2.is_file(), "a kept execution's log stays");
@@ -355,7 +363,11 @@ async fn retention_prunes_beyond_the_count_keeps_the_newest_succeeded_and_sweeps
 
 #[tokio::test]
 async fn metrics_count_executions_by_status_in_prometheus_text() {
-    let h = harness(&[(".slipway/pipeline.yml", PIPELINE), ("buildspec.yml", BUILDSPEC)]).await;
+    let h = harness(&[
+        (".slipway/pipeline.yml", PIPELINE),
+        ("buildspec.yml", BUILDSPEC),
+    ])
+    .await;
     h.project().await;
     h.call("POST", "/api/v1/projects/p/executions", Some(json!({})))
         .await;
@@ -369,4 +381,72 @@ async fn metrics_count_executions_by_status_in_prometheus_text() {
     );
     assert!(text.contains("slipway_queue_depth"), "{text}");
     assert!(text.contains("slipway_action_duration_seconds"), "{text}");
+}
+
+fn two_stages(mode: &str) -> String {
+    format!(
+        "name: p\nexecution-mode: {mode}\nstages:\n  - name: build\n    actions:\n      - name: b\n        type: build\n        buildspec: slow.yml\n  - name: deploy\n    actions:\n      - name: d\n        type: build\n        buildspec: slow.yml\n"
+    )
+}
+
+const SLOW: &str = "version: 0.2\nphases:\n  build:\n    commands:\n      - sleep 0.4\n";
+
+#[tokio::test]
+async fn superseded_mode_replaces_the_execution_waiting_for_a_stage() {
+    let pipeline = two_stages("superseded");
+    let h = harness(&[(".slipway/pipeline.yml", &pipeline), ("slow.yml", SLOW)]).await;
+    h.project().await;
+    for _ in 0..3 {
+        let (st, v) = h
+            .call("POST", "/api/v1/projects/p/executions", Some(json!({})))
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{v}");
+    }
+    let one = h.wait_terminal(1).await;
+    let two = h.wait_terminal(2).await;
+    let three = h.wait_terminal(3).await;
+    assert_eq!(one["status"], "succeeded", "{one}");
+    assert_eq!(two["status"], "superseded", "{two}");
+    assert_eq!(three["status"], "succeeded", "{three}");
+    assert_eq!(
+        two["actions"].as_array().unwrap().len(),
+        0,
+        "#2 never entered a stage"
+    );
+}
+
+#[tokio::test]
+async fn queued_mode_runs_one_execution_at_a_time_in_order() {
+    let pipeline = two_stages("queued");
+    let h = harness(&[(".slipway/pipeline.yml", &pipeline), ("slow.yml", SLOW)]).await;
+    h.project().await;
+    for _ in 0..2 {
+        h.call("POST", "/api/v1/projects/p/executions", Some(json!({})))
+            .await;
+    }
+    let one = h.wait_terminal(1).await;
+    let two = h.wait_terminal(2).await;
+    assert_eq!(one["status"], "succeeded", "{one}");
+    assert_eq!(two["status"], "succeeded", "{two}");
+    assert!(
+        two["started_ms"].as_i64().unwrap() >= one["finished_ms"].as_i64().unwrap(),
+        "#2 started after #1 finished: {one} {two}"
+    );
+}
+
+#[tokio::test]
+async fn parallel_mode_runs_executions_side_by_side() {
+    let pipeline = two_stages("parallel");
+    let h = harness(&[(".slipway/pipeline.yml", &pipeline), ("slow.yml", SLOW)]).await;
+    h.project().await;
+    for _ in 0..2 {
+        h.call("POST", "/api/v1/projects/p/executions", Some(json!({})))
+            .await;
+    }
+    let one = h.wait_terminal(1).await;
+    let two = h.wait_terminal(2).await;
+    assert!(
+        two["started_ms"].as_i64().unwrap() < one["finished_ms"].as_i64().unwrap(),
+        "#2 ran beside #1: {one} {two}"
+    );
 }

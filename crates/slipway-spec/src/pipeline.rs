@@ -231,6 +231,12 @@ pub struct ImageAction {
     /// Default `["#{slipway.SourceRevision}"]`.
     pub tags: Vec<String>,
     pub build_args: Vec<(String, String)>,
+    /// The Dockerfile stage to build (`docker build --target`).
+    pub target: Option<String>,
+    /// Another registry to push to (`host[:port]`); default Slipway's own.
+    pub registry: Option<String>,
+    /// The secret (`USER:PASSWORD`) that signs in to `registry`.
+    pub credentials: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -364,6 +370,9 @@ const TYPED_KEYS: &[(&str, &[Type])] = &[
     ("repository", &[Type::Image]),
     ("tags", &[Type::Image]),
     ("build-args", &[Type::Image]),
+    ("target", &[Type::Image]),
+    ("registry", &[Type::Image]),
+    ("credentials", &[Type::Image]),
     ("environment", &[Type::Deploy]),
     ("message", &[Type::Approval]),
 ];
@@ -1590,12 +1599,32 @@ impl Reader {
             .get("build-args")
             .map(|n| self.env_map(n, &join(path, "build-args")))
             .unwrap_or_default();
+        let target = m
+            .get("target")
+            .and_then(|n| self.non_empty(n, &join(path, "target"), "`target`"));
+        let registry = m
+            .get("registry")
+            .and_then(|n| self.non_empty(n, &join(path, "registry"), "`registry`"));
+        let credentials = m
+            .get("credentials")
+            .and_then(|n| self.non_empty(n, &join(path, "credentials"), "`credentials`"));
+        if let (Some(c), None) = (m.get("credentials"), &registry) {
+            self.error(
+                c.pos,
+                &join(path, "credentials"),
+                "`credentials` signs in to another registry, but no `registry` is given",
+            )
+            .hint = Some("Slipway's own registry needs no credentials here".into());
+        }
         ImageAction {
             dockerfile,
             context,
             repository,
             tags,
             build_args,
+            target,
+            registry,
+            credentials,
         }
     }
 

@@ -122,6 +122,33 @@ const TABLES: &[Table] = &[
         order: "execution_id, digest",
         identity: false,
     },
+    Table {
+        name: "project_sources",
+        columns: &[
+            ("project_id", Int),
+            ("poll_interval_ms", Int),
+            ("refs_seen_ms", Int),
+        ],
+        order: "project_id",
+        identity: false,
+    },
+    Table {
+        name: "source_refs",
+        columns: &[("project_id", Int), ("ref", Text), ("sha", Text)],
+        order: "project_id, ref",
+        identity: false,
+    },
+    Table {
+        name: "schedule_state",
+        columns: &[
+            ("project_id", Int),
+            ("pipeline", Text),
+            ("cron", Text),
+            ("last_fired_ms", Int),
+        ],
+        order: "project_id, pipeline, cron",
+        identity: false,
+    },
 ];
 
 /// Bind parameters per INSERT during an import (well below SQLite's and PostgreSQL's limits).

@@ -8,6 +8,7 @@
 
 mod backup;
 mod events;
+mod sources;
 #[cfg(test)]
 mod tests;
 
@@ -15,6 +16,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 use std::time::Duration;
+
+pub use sources::{RefUpdate, SourceSettings};
 
 use slipway_model::{ALL_STATUSES, Digest, Status};
 use slipway_proto::Event;

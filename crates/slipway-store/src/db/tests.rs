@@ -100,14 +100,14 @@ fn with_database(url: &str, name: &str) -> String {
 }
 
 /// A test's database, connected and migrated, with the URL it came from.
-struct Case {
-    db: Db,
+pub(super) struct Case {
+    pub(super) db: Db,
     url: String,
 }
 
 /// Runs `test` on a fresh database of `kind`, then removes the database, even when the test
 /// panics (the panic is passed on).
-async fn run<F, Fut>(kind: DbKind, test: F)
+pub(super) async fn run<F, Fut>(kind: DbKind, test: F)
 where
     F: FnOnce(Case) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
@@ -385,7 +385,11 @@ async fn connect_twice_migrates_once(c: Case) {
         .fetch_one(&again.pool)
         .await
         .unwrap();
-    assert_eq!(migrations, 1);
+    let known = match again.kind() {
+        DbKind::Sqlite => SQLITE_MIGRATIONS.iter().count(),
+        DbKind::Postgres => POSTGRES_MIGRATIONS.iter().count(),
+    };
+    assert_eq!(migrations as usize, known);
     again.close().await;
     // The other spelling of each scheme names the same database.
     let other = match c.url.split_once(':') {

@@ -181,6 +181,7 @@ pub async fn execute(
         project: project.to_string(),
         number,
         resume: None,
+        gate: None,
     };
     let result = run_execution(&engine, req, events, cancel).await;
     drop(engine);

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use slipway_engine::secrets::{FileAndEnvSecrets, SecretSource};
 use slipway_engine::{Approver, Engine, Executors};
-use slipway_executor::{DockerConfig, ExecutorConfig, LocalConfig, RunnerId};
+use slipway_executor::{DockerConfig, DockerExecutor, Executor as _, ExecutorConfig, LocalConfig, RunnerId};
 
 /// `$SLIPWAY_DATA`, else `$XDG_DATA_HOME/slipway`, else `~/.local/share/slipway`.
 pub fn default_data_dir() -> PathBuf {
@@ -94,9 +94,7 @@ pub async fn executors(args: &ExecArgs) -> anyhow::Result<Executors> {
     let mut docker = None;
     if maybe_docker {
         let attempt = tokio::time::timeout(Duration::from_secs(5), async {
-            let d = ExecutorConfig::Docker(DockerConfig { host: None })
-                .build(runner.clone())
-                .await?;
+            let d = Arc::new(DockerExecutor::connect(DockerConfig { host: None }, runner.clone()).await?);
             d.health().await?;
             Ok::<_, slipway_executor::ExecutorError>(d)
         })
@@ -128,7 +126,14 @@ pub async fn executors(args: &ExecArgs) -> anyhow::Result<Executors> {
             _ => {}
         }
     }
-    Ok(Executors { local, docker })
+    let images = docker
+        .clone()
+        .map(|d| d as Arc<dyn slipway_executor::ImageBuilder>);
+    Ok(Executors {
+        local,
+        docker: docker.map(|d| d as Arc<dyn slipway_executor::Executor>),
+        images,
+    })
 }
 
 pub fn secrets(args: &ExecArgs) -> anyhow::Result<Arc<dyn SecretSource>> {
@@ -165,9 +170,7 @@ pub async fn server_engine(data: &Path, approver: Arc<dyn Approver>) -> anyhow::
         Err(e) => tracing::warn!(error = %e, "could not look for leftover local sessions"),
     }
     let docker = match tokio::time::timeout(Duration::from_secs(5), async {
-        let d = ExecutorConfig::Docker(DockerConfig { host: None })
-            .build(runner.clone())
-            .await?;
+        let d = Arc::new(DockerExecutor::connect(DockerConfig { host: None }, runner.clone()).await?);
         d.health().await?;
         Ok::<_, slipway_executor::ExecutorError>(d)
     })
@@ -187,7 +190,13 @@ pub async fn server_engine(data: &Path, approver: Arc<dyn Approver>) -> anyhow::
         }
     };
     Ok(Engine {
-        executors: Executors { local, docker },
+        executors: Executors {
+            local,
+            images: docker
+                .clone()
+                .map(|d| d as Arc<dyn slipway_executor::ImageBuilder>),
+            docker: docker.map(|d| d as Arc<dyn slipway_executor::Executor>),
+        },
         store,
         work_root,
         cache_root: data.join("cache"),
@@ -196,6 +205,7 @@ pub async fn server_engine(data: &Path, approver: Arc<dyn Approver>) -> anyhow::
         approver,
         batch_concurrency: 2,
         approval_timeout: Duration::from_secs(7 * 24 * 3600),
+        registry: None,
         retry_backoff: Duration::ZERO,
         job_slots: None,
     })
@@ -222,6 +232,7 @@ pub async fn engine(
         approver,
         batch_concurrency: args.batch_concurrency,
         approval_timeout: Duration::from_secs(7 * 24 * 3600),
+        registry: None,
         retry_backoff: Duration::ZERO,
         job_slots: None,
     })

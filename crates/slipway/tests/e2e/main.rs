@@ -4,6 +4,7 @@
 mod architecture;
 mod build;
 mod crash;
+mod image;
 mod run;
 mod server;
 mod server_support;

@@ -1,0 +1,123 @@
+//! Image actions: a Dockerfile built through the real Docker engine by `slipway run` (tagged
+//! locally) and by the server (pushed to Slipway's registry and pulled back).
+
+use serde_json::Value;
+
+use super::support::{Scratch, docker, example};
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    for e in walk(from) {
+        let rel = e.strip_prefix(from).unwrap();
+        let dest = to.join(rel);
+        if e.is_dir() {
+            std::fs::create_dir_all(&dest).unwrap();
+        } else {
+            std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+            std::fs::copy(&e, &dest).unwrap();
+        }
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![dir.to_path_buf()];
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        if e.path().is_dir() {
+            out.extend(walk(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
+}
+
+fn git(dir: &std::path::Path, args: &[&str]) {
+    let ok = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@t")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@t")
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "git {args:?}");
+}
+
+/// The web example as a repository of its own in the scratch dir.
+pub fn web_repo(s: &Scratch) -> std::path::PathBuf {
+    let repo = s.path().join("web");
+    copy_dir(&example("web"), &repo);
+    let _ = std::fs::remove_dir_all(repo.join("dist"));
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "web"]);
+    repo
+}
+
+#[test]
+fn slipway_run_builds_the_web_example_image_locally() {
+    if !docker() {
+        return;
+    }
+    let s = Scratch::new();
+    let repo = web_repo(&s);
+    let r = s.slipway(&["run", repo.to_str().unwrap(), "--json"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let finished: Vec<Value> = r
+        .of_type("action_finished")
+        .into_iter()
+        .filter(|e| e["action"] == "web-image")
+        .collect();
+    let outputs = &finished[0]["outputs"];
+    let version = std::fs::read_to_string(repo.join("VERSION")).unwrap();
+    assert_eq!(outputs["tag"], version.trim(), "{finished:?}");
+    assert_eq!(outputs["repository"], "web/web");
+    let log = r.log("web-image");
+    assert!(log.contains("not pushed"), "{log}");
+    // The image is on the engine under both tags, and serves its version.
+    let inspect = std::process::Command::new("docker")
+        .args(["image", "inspect", "--format", "{{.Id}}", &format!("web/web:{}", version.trim())])
+        .output()
+        .unwrap();
+    assert!(inspect.status.success(), "{}", String::from_utf8_lossy(&inspect.stderr));
+    let id = String::from_utf8_lossy(&inspect.stdout).trim().to_string();
+    assert_eq!(outputs["digest"], id);
+    let out = std::process::Command::new("docker")
+        .args(["run", "--rm", &id, "cat", "/www/index.html"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(version.trim()),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // A second build reuses the engine's layer cache.
+    let again = s.slipway(&["run", repo.to_str().unwrap(), "--json"]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(again.log("web-image").contains("Using cache"), "{}", again.log("web-image"));
+}
+
+#[test]
+fn a_failing_dockerfile_step_fails_the_action_with_its_message() {
+    if !docker() {
+        return;
+    }
+    let s = Scratch::new();
+    s.write(
+        "repo/.slipway/pipeline.yml",
+        "name: bad\nstages:\n  - name: image\n    actions:\n      - name: img\n        type: image\n        tags: [t1]\n",
+    );
+    s.write(
+        "repo/Dockerfile",
+        "FROM slipway-busybox:latest\nRUN echo about to fail && exit 3\n",
+    );
+    let r = s.slipway(&["run", &s.repo(), "--json"]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let fin = &r.of_type("action_finished")[0];
+    assert_eq!(fin["status"], "failed");
+    let reason = fin["reason"].as_str().unwrap();
+    assert!(reason.starts_with("IMAGE_BUILD failed"), "{reason}");
+    assert!(r.log("img").contains("about to fail"), "{}", r.log("img"));
+}
