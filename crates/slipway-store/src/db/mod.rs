@@ -9,6 +9,7 @@
 mod backup;
 mod events;
 mod sources;
+mod sources;
 #[cfg(test)]
 mod tests;
 
@@ -16,6 +17,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 use std::time::Duration;
+
+pub use sources::{RefUpdate, SourceSettings};
 
 pub use sources::{RefUpdate, SourceSettings};
 
