@@ -9,7 +9,6 @@
 mod backup;
 mod events;
 mod sources;
-mod sources;
 #[cfg(test)]
 mod tests;
 
@@ -17,8 +16,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 use std::time::Duration;
-
-pub use sources::{RefUpdate, SourceSettings};
 
 pub use sources::{RefUpdate, SourceSettings};
 
