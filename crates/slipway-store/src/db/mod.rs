@@ -8,6 +8,7 @@
 
 mod backup;
 mod events;
+mod registry;
 mod sources;
 #[cfg(test)]
 mod tests;
@@ -19,6 +20,9 @@ use std::time::Duration;
 
 pub use sources::{RefUpdate, SourceSettings};
 
+pub use registry::{
+    ImageRow, ManifestRow, NewManifest, PutManifestError, RefKind, RepoRow, RepoSummary,
+};
 use slipway_model::{ALL_STATUSES, Digest, Status};
 use slipway_proto::Event;
 use slipway_proto::api::{ActionState, Approval};
