@@ -18,12 +18,30 @@ pub struct Project {
     pub created_ms: i64,
     /// The number the last execution got (`hello#N`); 0 before the first.
     pub last_number: u64,
+    /// A repository Slipway hosts: the URL to clone and push (`http://HOST/git/NAME.git`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clone_url: Option<String>,
+    /// How often the repository is polled (`60s`, or `off`); absent for a hosted one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll_interval: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct CreateProject {
     pub name: String,
+    /// A git URL or a local path to watch; empty or absent: Slipway hosts the repository.
+    #[serde(default)]
     pub git: String,
+}
+
+/// `PATCH /api/v1/projects/{project}`: changes a project's settings; absent fields stay as
+/// they are.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+pub struct ProjectSettings {
+    /// How often to poll the repository: a duration (`30s`, `5m`), `off` (or `0`), or
+    /// `default` (the server's `sources.poll_interval`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll_interval: Option<String>,
 }
 
 /// One execution, without its actions (lists).
@@ -137,6 +155,10 @@ pub struct StartExecution {
     /// Recorded as the trigger (default `api`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trigger: Option<String>,
+    /// The ref that moved (`refs/heads/main`), recorded beside the commit `revision` names
+    /// (default: `revision` as given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_ref: Option<String>,
 }
 
 /// `POST .../executions/{number}/approvals`: approve or reject a waiting approval action.

@@ -9,7 +9,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, get, post};
+use axum::routing::{MethodRouter, get, patch, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use slipway_engine::Decision;
@@ -17,7 +17,7 @@ use slipway_engine::events::now_ms;
 use slipway_proto::Event;
 use slipway_proto::api::{
     ActionState, Approval, CreateProject, Decide, Execution, ExecutionDetail, GcReport, Page,
-    Project, StartExecution,
+    Project, ProjectSettings, StartExecution,
 };
 use slipway_store::{ExecutionRow, ProjectRow};
 use utoipa::OpenApi;
@@ -65,6 +65,12 @@ pub fn table() -> Vec<(RouteInfo, MethodRouter<AppState>)> {
             get(show_project),
         ),
         r(
+            "PATCH",
+            "/api/v1/projects/{project}",
+            false,
+            patch(update_project),
+        ),
+        r(
             "GET",
             "/api/v1/projects/{project}/executions",
             false,
@@ -90,6 +96,9 @@ pub fn table() -> Vec<(RouteInfo, MethodRouter<AppState>)> {
         ),
         r("POST", "/api/v1/gc", false, post(crate::gc::handle)),
         r("GET", "/api/v1/backup", false, get(crate::backup::handle)),
+        // Hosted repositories (git smart HTTP); authentication comes with the security issue.
+        r("GET", "/git/{*rest}", false, get(crate::hosting::serve)),
+        r("POST", "/git/{*rest}", false, post(crate::hosting::serve)),
     ]
 }
 
@@ -109,6 +118,7 @@ pub fn routes(state: AppState) -> Router {
         list_projects,
         create_project,
         show_project,
+        update_project,
         list_executions,
         start_execution,
         show_execution,
@@ -124,6 +134,7 @@ pub fn routes(state: AppState) -> Router {
     components(schemas(
         Project,
         CreateProject,
+        ProjectSettings,
         Execution,
         ExecutionDetail,
         ActionState,
@@ -147,17 +158,42 @@ async fn openapi() -> Response {
     }
 }
 
-fn project_view(p: ProjectRow) -> Project {
-    Project {
+/// A project as the API shows it; `headers` (the request's `Host`) make the clone URL.
+async fn project_view(s: &AppState, p: ProjectRow, headers: &HeaderMap) -> ApiResult<Project> {
+    let hosted = crate::hosting::is_hosted(&s.config.data, &p);
+    let clone_url = hosted.then(|| {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string)
+            .unwrap_or_else(|| s.config.listen.to_string());
+        format!("http://{host}/git/{}.git", p.name)
+    });
+    let poll_interval = if hosted {
+        None
+    } else {
+        let ms = s.sched.db.source_settings(p.id).await?.poll_interval_ms;
+        let d = ms.map_or(s.config.sources.poll_interval, |ms| {
+            Duration::from_millis(ms.max(0) as u64)
+        });
+        Some(if d.is_zero() {
+            "off".to_string()
+        } else {
+            slipway_spec::pipeline::format_duration(d)
+        })
+    };
+    Ok(Project {
         name: p.name,
         git: p.git,
         created_ms: p.created_ms,
         last_number: p.last_number,
-    }
+        clone_url,
+        poll_interval,
+    })
 }
 
 /// Project names are used in paths, URLs and `name#N`: letters, digits, `-`, `_`, `.`.
-fn valid_name(name: &str) -> bool {
+pub(crate) fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 100
         && !name.starts_with('.')
@@ -167,15 +203,14 @@ fn valid_name(name: &str) -> bool {
 }
 
 #[utoipa::path(get, path = "/api/v1/projects", responses((status = 200, body = Page<Project>)))]
-async fn list_projects(State(s): State<AppState>) -> ApiResult<Json<Page<Project>>> {
-    let items = s
-        .sched
-        .db
-        .projects()
-        .await?
-        .into_iter()
-        .map(project_view)
-        .collect();
+async fn list_projects(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Page<Project>>> {
+    let mut items = Vec::new();
+    for p in s.sched.db.projects().await? {
+        items.push(project_view(&s, p, &headers).await?);
+    }
     Ok(Json(Page { items, next: None }))
 }
 
@@ -183,6 +218,7 @@ async fn list_projects(State(s): State<AppState>) -> ApiResult<Json<Page<Project
     responses((status = 201, body = Project), (status = 409, body = slipway_proto::api::ApiError)))]
 async fn create_project(
     State(s): State<AppState>,
+    headers: HeaderMap,
     Json(req): Json<CreateProject>,
 ) -> ApiResult<(StatusCode, Json<Project>)> {
     if !valid_name(&req.name) {
@@ -191,25 +227,67 @@ async fn create_project(
             req.name
         )));
     }
-    if req.git.trim().is_empty() {
-        return Err(ApiError::invalid(
-            "git: the repository's URL or path is empty",
-        ));
+    // No git: Slipway hosts the repository. The name is claimed first, so two creates of one
+    // name never share a repository; an existing directory (a restored one) is kept.
+    let hosted = req.git.trim().is_empty();
+    let git = if hosted {
+        crate::hosting::repo_path(&s.config.data, &req.name)
+            .display()
+            .to_string()
+    } else {
+        req.git.trim().to_string()
+    };
+    let p = s.sched.db.create_project(&req.name, &git, now_ms()).await?;
+    if hosted {
+        crate::hosting::create_repo(&s.config.data, &req.name)
+            .await
+            .map_err(|e| {
+                ApiError::internal(format!("making the repository of {}: {e}", req.name))
+            })?;
     }
-    let p = s
-        .sched
-        .db
-        .create_project(&req.name, req.git.trim(), now_ms())
-        .await?;
-    Ok((StatusCode::CREATED, Json(project_view(p))))
+    Ok((
+        StatusCode::CREATED,
+        Json(project_view(&s, p, &headers).await?),
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v1/projects/{project}", responses((status = 200, body = Project)))]
 async fn show_project(
     State(s): State<AppState>,
     Path(project): Path<String>,
+    headers: HeaderMap,
 ) -> ApiResult<Json<Project>> {
-    Ok(Json(project_view(s.sched.project(&project).await?)))
+    let p = s.sched.project(&project).await?;
+    Ok(Json(project_view(&s, p, &headers).await?))
+}
+
+/// Changes a project's settings: `poll_interval` (`30s`, `off`, `default`).
+#[utoipa::path(patch, path = "/api/v1/projects/{project}", request_body = ProjectSettings,
+    responses((status = 200, body = Project), (status = 400, body = slipway_proto::api::ApiError)))]
+async fn update_project(
+    State(s): State<AppState>,
+    Path(project): Path<String>,
+    headers: HeaderMap,
+    Json(req): Json<ProjectSettings>,
+) -> ApiResult<Json<Project>> {
+    let p = s.sched.project(&project).await?;
+    if let Some(v) = &req.poll_interval {
+        if crate::hosting::is_hosted(&s.config.data, &p) {
+            return Err(ApiError::invalid(format!(
+                "project `{project}` is hosted: pushes start its pipelines, it is not polled"
+            )));
+        }
+        let ms = match v.trim() {
+            "default" => None,
+            v => Some(
+                crate::config::poll_interval(v)
+                    .map_err(|e| ApiError::invalid(format!("poll_interval: {e}")))?
+                    .as_millis() as i64,
+            ),
+        };
+        s.sched.db.set_poll_interval(p.id, ms).await?;
+    }
+    Ok(Json(project_view(&s, p, &headers).await?))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

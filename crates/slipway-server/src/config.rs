@@ -19,6 +19,14 @@ pub struct Config {
     pub runner: RunnerConfig,
     pub timeouts: Timeouts,
     pub retention: RetentionConfig,
+    pub sources: SourcesConfig,
+}
+
+#[derive(Clone, Debug)]
+pub struct SourcesConfig {
+    /// How often a project's repository is polled unless the project sets its own interval
+    /// (zero: polling off).
+    pub poll_interval: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -76,6 +84,9 @@ impl Config {
                 interval: Duration::from_secs(3600),
                 blob_grace: Duration::from_secs(3600),
             },
+            sources: SourcesConfig {
+                poll_interval: Duration::from_secs(60),
+            },
         }
     }
 
@@ -119,6 +130,9 @@ impl Config {
             keep_per_project: keep,
             interval: var("SLIPWAY_RETENTION_INTERVAL"),
             blob_grace: var("SLIPWAY_BLOB_GRACE"),
+        });
+        f.sources = Some(SourcesSection {
+            poll_interval: var("SLIPWAY_POLL_INTERVAL"),
         });
         c.apply(f).map_err(|e| format!("environment: {e}"))?;
         Ok(c)
@@ -186,7 +200,19 @@ impl Config {
                 r.blob_grace,
             )?;
         }
+        if let Some(v) = f.sources.and_then(|s| s.poll_interval) {
+            self.sources.poll_interval =
+                poll_interval(&v).map_err(|e| format!("sources.poll_interval: {e}"))?;
+        }
         Ok(())
+    }
+}
+
+/// A polling interval as written: a duration (`30s`), or `0` / `off` for none.
+pub fn poll_interval(v: &str) -> Result<Duration, String> {
+    match v.trim() {
+        "0" | "off" | "never" => Ok(Duration::ZERO),
+        v => slipway_spec::pipeline::parse_duration(v),
     }
 }
 
@@ -216,6 +242,13 @@ struct FileConfig {
     runner: Option<RunnerSection>,
     timeouts: Option<TimeoutsSection>,
     retention: Option<RetentionSection>,
+    sources: Option<SourcesSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SourcesSection {
+    poll_interval: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -283,6 +316,18 @@ mod tests {
     }
 
     #[test]
+    fn poll_interval_defaults_to_a_minute_and_turns_off() {
+        assert_eq!(
+            load(None, &[]).unwrap().sources.poll_interval,
+            Duration::from_secs(60)
+        );
+        let c = load(Some("[sources]\npoll_interval = \"30s\"\n"), &[]).unwrap();
+        assert_eq!(c.sources.poll_interval, Duration::from_secs(30));
+        let c = load(None, &[("SLIPWAY_POLL_INTERVAL", "off")]).unwrap();
+        assert_eq!(c.sources.poll_interval, Duration::ZERO);
+    }
+
+    #[test]
     fn bad_values_name_the_key_and_the_file() {
         let e = load(Some("[timeouts]\napproval = \"soon\"\n"), &[]).unwrap_err();
         assert!(
@@ -291,6 +336,8 @@ mod tests {
         );
         let e = load(Some("[runer]\n"), &[]).unwrap_err();
         assert!(e.contains("unknown field `runer`"), "{e}");
+        let e = load(Some("[sources]\npoll_interval = \"often\"\n"), &[]).unwrap_err();
+        assert!(e.contains("sources.poll_interval"), "{e}");
         let e = load(None, &[("SLIPWAY_RUNNER_CONCURRENCY", "many")]).unwrap_err();
         assert!(e.contains("SLIPWAY_RUNNER_CONCURRENCY"), "{e}");
     }

@@ -8,8 +8,10 @@ pub mod backup;
 pub mod config;
 pub mod error;
 pub mod gc;
+pub mod hosting;
 pub mod metrics;
 pub mod modes;
+pub mod poll;
 pub mod scheduler;
 pub mod source;
 pub mod triggers;
@@ -97,11 +99,13 @@ impl Server {
         }
         let shutdown = CancellationToken::new();
         tokio::spawn(gc::run_periodically(state.clone(), shutdown.clone()));
+        tokio::spawn(poll::run_periodically(state.clone(), shutdown.clone()));
         let app = api::routes(state.clone())
             .layer(tower_http::catch_panic::CatchPanicLayer::new())
             .layer(tower_http::trace::TraceLayer::new_for_http());
         let stop = shutdown.clone();
         let serving = tokio::spawn(async move {
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
             let r = axum::serve(listener, app)
                 .with_graceful_shutdown(async move { stop.cancelled().await })
                 .await;

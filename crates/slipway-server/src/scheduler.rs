@@ -136,7 +136,7 @@ impl Scheduler {
                 project_id: p.id,
                 pipeline: pipeline.name.clone(),
                 revision: Some(sha),
-                source_ref: req.revision.clone(),
+                source_ref: req.source_ref.clone().or_else(|| req.revision.clone()),
                 trigger: req.trigger.clone().unwrap_or_else(|| "api".into()),
                 variables: req.variables.clone(),
                 rerun_of,
@@ -149,7 +149,7 @@ impl Scheduler {
         Ok(row)
     }
 
-    async fn resolve(
+    pub(crate) async fn resolve(
         &self,
         p: &ProjectRow,
         rev: Option<&str>,
@@ -435,6 +435,7 @@ impl Scheduler {
                 revision: row.revision.clone(),
                 variables: row.variables.clone(),
                 trigger: Some("rerun".into()),
+                source_ref: row.source_ref.clone(),
             },
             Some(row.number),
         )

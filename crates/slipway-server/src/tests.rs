@@ -19,7 +19,7 @@ struct Harness {
     repo: std::path::PathBuf,
 }
 
-async fn engine(data: &Path) -> Engine {
+pub(crate) async fn engine(data: &Path) -> Engine {
     let local = ExecutorConfig::Local(LocalConfig {
         clear_env: false,
         ..Default::default()

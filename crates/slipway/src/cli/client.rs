@@ -168,6 +168,17 @@ impl Client {
         self.decode(resp).await
     }
 
+    pub async fn patch<T: DeserializeOwned, B: Serialize>(
+        &self,
+        url: Url,
+        body: &B,
+    ) -> anyhow::Result<Body<T>> {
+        let resp = self
+            .send(self.request(Method::PATCH, url).json(body))
+            .await?;
+        self.decode(resp).await
+    }
+
     async fn decode<T: DeserializeOwned>(&self, resp: Response) -> anyhow::Result<Body<T>> {
         let url = resp.url().clone();
         let bytes = resp

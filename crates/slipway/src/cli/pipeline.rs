@@ -52,6 +52,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 revision,
                 variables: variables.into_iter().collect::<BTreeMap<_, _>>(),
                 trigger: Some("cli".into()),
+                source_ref: None,
             };
             let e = c
                 .post::<Execution, _>(c.url(&["projects", &project, "executions"]), Some(&body))

@@ -1,9 +1,9 @@
-//! `slipway project create|ls|show`: the server's projects.
+//! `slipway project create|set|ls|show`: the server's projects.
 
 use std::path::Path;
 use std::process::ExitCode;
 
-use slipway_proto::api::{CreateProject, Execution, Page, Project};
+use slipway_proto::api::{CreateProject, Execution, Page, Project, ProjectSettings};
 
 use super::client::{self, Client, ServerArgs};
 
@@ -17,13 +17,22 @@ pub struct Args {
 
 #[derive(clap::Subcommand, Debug)]
 enum Command {
-    /// Add a project: a name and the repository its pipelines are read from.
+    /// Add a project: a name and the repository its pipelines are read from (without
+    /// `--git`, Slipway hosts the repository: push to the clone URL it prints).
     Create {
         /// The project's name (letters, digits, `_`, `-`, `.`).
         name: String,
-        /// The repository: a git URL, or a local path (sent as an absolute path).
+        /// The repository to watch: a git URL, or a local path (sent as an absolute path).
         #[arg(long, value_name = "URL")]
-        git: String,
+        git: Option<String>,
+    },
+    /// Change a project's settings.
+    Set {
+        /// The project's name.
+        name: String,
+        /// How often its repository is polled: `30s`, `5m`, `off`, or `default`.
+        #[arg(long, value_name = "DURATION")]
+        poll_interval: Option<String>,
     },
     /// List the projects.
     Ls,
@@ -40,19 +49,36 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Create { name, git } => {
             let body = CreateProject {
                 name,
-                git: absolute_git(&git),
+                git: git.as_deref().map(absolute_git).unwrap_or_default(),
             };
             let p = c
                 .post::<Project, _>(c.url(&["projects"]), Some(&body))
                 .await?;
             if c.json {
                 client::print_json(&p.json);
+            } else if let Some(url) = &p.value.clone_url {
+                println!("created project {}, hosted at {url}", p.value.name);
+                println!("  push to it: git remote add slipway {url} && git push slipway main");
             } else {
                 println!("created project {} ({})", p.value.name, p.value.git);
                 println!(
                     "  start an execution: slipway pipeline start {}",
                     p.value.name
                 );
+            }
+        }
+        Command::Set {
+            name,
+            poll_interval,
+        } => {
+            let body = ProjectSettings { poll_interval };
+            let p = c
+                .patch::<Project, _>(c.url(&["projects", &name]), &body)
+                .await?;
+            if c.json {
+                client::print_json(&p.json);
+            } else {
+                println!("updated project {}", p.value.name);
             }
         }
         Command::Ls => {
@@ -93,6 +119,12 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             let p = p.value;
             println!("project     {}", p.name);
             println!("git         {}", p.git);
+            if let Some(url) = &p.clone_url {
+                println!("clone       {url}");
+            }
+            if let Some(i) = &p.poll_interval {
+                println!("polling     {i}");
+            }
             println!("created     {}", client::when(p.created_ms, now));
             println!("executions  {}", p.last_number);
             if p.last_number > 0 {

@@ -4,6 +4,7 @@
 mod architecture;
 mod build;
 mod crash;
+mod git_hosting;
 mod image;
 mod run;
 mod server;
