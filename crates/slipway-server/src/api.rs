@@ -96,6 +96,54 @@ pub fn table() -> Vec<(RouteInfo, MethodRouter<AppState>)> {
         ),
         r("POST", "/api/v1/gc", false, post(crate::gc::handle)),
         r("GET", "/api/v1/backup", false, get(crate::backup::handle)),
+        r(
+            "GET",
+            "/api/v1/registry/repositories",
+            false,
+            get(slipway_registry::admin::repositories),
+        ),
+        r(
+            "GET",
+            "/api/v1/registry/tags",
+            false,
+            get(slipway_registry::admin::tags),
+        ),
+        r(
+            "DELETE",
+            "/api/v1/registry/images",
+            false,
+            axum::routing::delete(slipway_registry::admin::delete_image),
+        ),
+        r(
+            "POST",
+            "/api/v1/registry/settings",
+            false,
+            post(slipway_registry::admin::settings),
+        ),
+        r(
+            "GET",
+            "/api/v1/registry/lifecycle",
+            false,
+            get(slipway_registry::admin::get_lifecycle),
+        ),
+        r(
+            "PUT",
+            "/api/v1/registry/lifecycle",
+            false,
+            axum::routing::put(slipway_registry::admin::put_lifecycle),
+        ),
+        r(
+            "GET",
+            "/api/v1/registry/lifecycle/preview",
+            false,
+            get(slipway_registry::admin::preview_lifecycle),
+        ),
+        r(
+            "POST",
+            "/api/v1/registry/gc",
+            false,
+            post(slipway_registry::admin::gc),
+        ),
         // Hosted repositories (git smart HTTP); authentication comes with the security issue.
         r("GET", "/git/{*rest}", false, get(crate::hosting::serve)),
         r("POST", "/git/{*rest}", false, post(crate::hosting::serve)),
@@ -129,7 +177,15 @@ pub fn routes(state: AppState) -> Router {
         events,
         action_log,
         crate::gc::handle,
-        crate::backup::handle
+        crate::backup::handle,
+        slipway_registry::admin::repositories,
+        slipway_registry::admin::tags,
+        slipway_registry::admin::delete_image,
+        slipway_registry::admin::settings,
+        slipway_registry::admin::get_lifecycle,
+        slipway_registry::admin::put_lifecycle,
+        slipway_registry::admin::preview_lifecycle,
+        slipway_registry::admin::gc
     ),
     components(schemas(
         Project,

@@ -19,6 +19,7 @@ pub struct Config {
     pub runner: RunnerConfig,
     pub timeouts: Timeouts,
     pub retention: RetentionConfig,
+    pub registry: RegistrySettings,
     pub sources: SourcesConfig,
 }
 
@@ -78,6 +79,7 @@ impl Config {
                 retry_backoff: Duration::from_secs(2),
                 shutdown_grace: Duration::from_secs(10),
             },
+            registry: RegistrySettings::default(),
             retention: RetentionConfig {
                 max_age: Some(Duration::from_secs(90 * 24 * 3600)),
                 keep_per_project: Some(500),
@@ -133,6 +135,14 @@ impl Config {
         });
         f.sources = Some(SourcesSection {
             poll_interval: var("SLIPWAY_POLL_INTERVAL"),
+        });
+        f.registry = Some(RegistrySection {
+            username: var("SLIPWAY_REGISTRY_USERNAME"),
+            password: var("SLIPWAY_REGISTRY_PASSWORD"),
+            public_address: var("SLIPWAY_REGISTRY_PUBLIC_ADDRESS"),
+            gc_grace: var("SLIPWAY_REGISTRY_GC_GRACE"),
+            gc_interval: var("SLIPWAY_REGISTRY_GC_INTERVAL"),
+            ..Default::default()
         });
         c.apply(f).map_err(|e| format!("environment: {e}"))?;
         Ok(c)
@@ -204,6 +214,9 @@ impl Config {
             self.sources.poll_interval =
                 poll_interval(&v).map_err(|e| format!("sources.poll_interval: {e}"))?;
         }
+        if let Some(r) = f.registry {
+            self.registry.apply(r)?;
+        }
         Ok(())
     }
 }
@@ -242,6 +255,7 @@ struct FileConfig {
     runner: Option<RunnerSection>,
     timeouts: Option<TimeoutsSection>,
     retention: Option<RetentionSection>,
+    registry: Option<RegistrySection>,
     sources: Option<SourcesSection>,
 }
 
@@ -274,6 +288,49 @@ struct RetentionSection {
     keep_per_project: Option<u32>,
     interval: Option<String>,
     blob_grace: Option<String>,
+}
+
+/// The `[registry]` section (docs/registry.md): `None` keeps the registry's default.
+#[derive(Clone, Debug, Default)]
+pub struct RegistrySettings {
+    /// The user `docker login` takes (default `slipway`).
+    pub username: Option<String>,
+    /// Its password; unset: one generated on first start into `<data>/registry-password`.
+    pub password: Option<String>,
+    /// `host:port` in image references (default: the address the server listens on).
+    pub public_address: Option<String>,
+    pub token_ttl: Option<Duration>,
+    pub gc_grace: Option<Duration>,
+    pub gc_interval: Option<Duration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegistrySection {
+    username: Option<String>,
+    password: Option<String>,
+    public_address: Option<String>,
+    token_ttl: Option<String>,
+    gc_grace: Option<String>,
+    gc_interval: Option<String>,
+}
+
+impl RegistrySettings {
+    fn apply(&mut self, r: RegistrySection) -> Result<(), String> {
+        self.username = r.username.or(self.username.take());
+        self.password = r.password.or(self.password.take());
+        self.public_address = r.public_address.or(self.public_address.take());
+        for (slot, key, v) in [
+            (&mut self.token_ttl, "registry.token_ttl", r.token_ttl),
+            (&mut self.gc_grace, "registry.gc_grace", r.gc_grace),
+            (&mut self.gc_interval, "registry.gc_interval", r.gc_interval),
+        ] {
+            if let Some(v) = v {
+                *slot = Some(duration(key, &v)?);
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -51,7 +51,9 @@ pub async fn collect(s: &AppState, dry_run: bool) -> Result<GcReport, ApiError> 
             s.sched.db.delete_execution(row.id).await?;
         }
     }
-    let live = s.sched.db.live_digests().await?;
+    let mut live = s.sched.db.live_digests().await?;
+    // The registry's blobs and manifests are live too (its own GC collects them).
+    live.extend(s.sched.db.registry_live_digests().await?);
     let blobs = s.blobs.clone();
     let grace = r.blob_grace;
     let (n, bytes) = tokio::task::spawn_blocking(move || {

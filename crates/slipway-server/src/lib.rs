@@ -42,6 +42,8 @@ pub struct AppState {
     /// Held for writing by retention, for reading by backups.
     pub gc_lock: Arc<RwLock<()>>,
     pub docker: Option<Arc<dyn Executor>>,
+    /// The OCI registry on `/v2/` (its REST endpoints are in `api::table()`).
+    pub registry: Arc<slipway_registry::Registry>,
 }
 
 /// A server that is listening; dropped or `stop`ped, it shuts down.
@@ -82,12 +84,22 @@ impl Server {
             .await
             .with_context(|| format!("listening on {}", config.listen))?;
         let addr = listener.local_addr()?;
+        let gc_lock: Arc<RwLock<()>> = Arc::default();
+        let registry = slipway_registry::Registry::open(
+            &config.data,
+            registry_config(&config, addr),
+            sched.db.clone(),
+            blobs.clone(),
+            gc_lock.clone(),
+        )
+        .context("opening the registry")?;
         let state = AppState {
             sched: sched.clone(),
             blobs,
             config: Arc::new(config),
             metrics: metrics::handle(),
-            gc_lock: Arc::default(),
+            gc_lock,
+            registry,
             docker,
         };
         let recovered = sched
@@ -99,8 +111,10 @@ impl Server {
         }
         let shutdown = CancellationToken::new();
         tokio::spawn(gc::run_periodically(state.clone(), shutdown.clone()));
+        tokio::spawn(state.registry.clone().run_periodically(shutdown.clone()));
         tokio::spawn(poll::run_periodically(state.clone(), shutdown.clone()));
         let app = api::routes(state.clone())
+            .merge(slipway_registry::router(state.registry.clone()))
             .layer(tower_http::catch_panic::CatchPanicLayer::new())
             .layer(tower_http::trace::TraceLayer::new_for_http());
         let stop = shutdown.clone();
@@ -130,4 +144,33 @@ impl Server {
         let _ = tokio::time::timeout(grace, self.serving).await;
         self.state.sched.db.close().await;
     }
+}
+
+impl axum::extract::FromRef<AppState> for Arc<slipway_registry::Registry> {
+    fn from_ref(s: &AppState) -> Self {
+        s.registry.clone()
+    }
+}
+
+/// The registry's settings: the `[registry]` section over its defaults; image references
+/// name the address the server listens on unless `registry.public_address` says otherwise.
+fn registry_config(c: &Config, addr: SocketAddr) -> slipway_registry::RegistryConfig {
+    let r = &c.registry;
+    let mut rc = slipway_registry::RegistryConfig::new(
+        r.public_address.clone().unwrap_or_else(|| addr.to_string()),
+    );
+    if let Some(u) = &r.username {
+        rc.username = u.clone();
+    }
+    rc.password = r.password.clone();
+    if let Some(d) = r.token_ttl {
+        rc.token_ttl = d;
+    }
+    if let Some(d) = r.gc_grace {
+        rc.gc_grace = d;
+    }
+    if let Some(d) = r.gc_interval {
+        rc.gc_interval = d;
+    }
+    rc
 }

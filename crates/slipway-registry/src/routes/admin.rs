@@ -101,6 +101,7 @@ pub struct ProjectQuery {
 }
 
 /// `GET /api/v1/registry/repositories[?project=P]`
+#[utoipa::path(get, path = "/api/v1/registry/repositories", params(("project" = Option<String>, Query, description = "only this project's repositories")), responses((status = 200, description = "the registry's repositories")))]
 pub async fn repositories(
     State(reg): State<Arc<Registry>>,
     Query(q): Query<ProjectQuery>,
@@ -148,6 +149,7 @@ pub struct TagView {
 }
 
 /// `GET /api/v1/registry/tags?repository=R`
+#[utoipa::path(get, path = "/api/v1/registry/tags", params(("repository" = String, Query, description = "PROJECT/NAME")), responses((status = 200, description = "the repository's tags"), (status = 404, description = "no such repository")))]
 pub async fn tags(
     State(reg): State<Arc<Registry>>,
     Query(q): Query<RepoQuery>,
@@ -177,6 +179,7 @@ pub struct ImageQuery {
 
 /// `DELETE /api/v1/registry/images?repository=R&reference=TAG|DIGEST`: a tag goes alone; a
 /// digest goes with its tags and referrers.
+#[utoipa::path(delete, path = "/api/v1/registry/images", params(("repository" = String, Query), ("reference" = String, Query, description = "a tag or a digest")), responses((status = 200, description = "deleted"), (status = 404, description = "no such image")))]
 pub async fn delete_image(
     State(reg): State<Arc<Registry>>,
     Query(q): Query<ImageQuery>,
@@ -206,7 +209,7 @@ pub async fn delete_image(
     ))
 }
 
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     pub immutable_tags: Option<bool>,
@@ -215,6 +218,7 @@ pub struct Settings {
 
 /// `POST /api/v1/registry/settings?repository=R` with `{immutable_tags?, anonymous_pull?}`;
 /// creates the repository (its project must exist) if nothing was pushed yet.
+#[utoipa::path(post, path = "/api/v1/registry/settings", params(("repository" = String, Query)), responses((status = 200, description = "the repository with its settings")))]
 pub async fn settings(
     State(reg): State<Arc<Registry>>,
     Query(q): Query<RepoQuery>,
@@ -242,6 +246,7 @@ pub async fn settings(
 }
 
 /// `GET /api/v1/registry/lifecycle?repository=R`: the policy as stored.
+#[utoipa::path(get, path = "/api/v1/registry/lifecycle", params(("repository" = String, Query)), responses((status = 200, description = "the lifecycle policy (ECR JSON)"), (status = 404, description = "none set")))]
 pub async fn get_lifecycle(
     State(reg): State<Arc<Registry>>,
     Query(q): Query<RepoQuery>,
@@ -259,6 +264,7 @@ pub async fn get_lifecycle(
 }
 
 /// `PUT /api/v1/registry/lifecycle?repository=R` with the policy (ECR's JSON) as the body.
+#[utoipa::path(put, path = "/api/v1/registry/lifecycle", params(("repository" = String, Query)), responses((status = 200, description = "the policy, validated"), (status = 400, description = "every problem, in details")))]
 pub async fn put_lifecycle(
     State(reg): State<Arc<Registry>>,
     Query(q): Query<RepoQuery>,
@@ -286,6 +292,7 @@ pub async fn put_lifecycle(
 }
 
 /// `GET /api/v1/registry/lifecycle/preview?repository=R`: what the policy would expire now.
+#[utoipa::path(get, path = "/api/v1/registry/lifecycle/preview", params(("repository" = String, Query)), responses((status = 200, description = "the images the policy would expire now")))]
 pub async fn preview_lifecycle(
     State(reg): State<Arc<Registry>>,
     Query(q): Query<RepoQuery>,
@@ -309,6 +316,7 @@ pub struct GcQuery {
 
 /// `POST /api/v1/registry/gc[?dry_run=true]`: lifecycle policies (not in a dry run), then
 /// garbage collection.
+#[utoipa::path(post, path = "/api/v1/registry/gc", params(("dry_run" = Option<bool>, Query)), responses((status = 200, description = "what was (or would be) collected")))]
 pub async fn gc(
     State(reg): State<Arc<Registry>>,
     Query(q): Query<GcQuery>,

@@ -24,11 +24,14 @@ use crate::error::{RegistryError, io};
 /// small enough to be irrelevant per concurrent upload.
 const CHUNK: usize = 1024 * 1024;
 
+/// A session, locked by whichever request writes to it.
+pub type Shared = Arc<tokio::sync::Mutex<Session>>;
+
 /// Every session's directory and the sessions alive in this process.
 pub struct Uploads {
     dir: PathBuf,
     /// id -> (repository, session).
-    live: Mutex<HashMap<String, (String, Arc<tokio::sync::Mutex<Session>>)>>,
+    live: Mutex<HashMap<String, (String, Shared)>>,
 }
 
 /// One upload. `state` is `None` until the first request after a restart re-reads the file.
@@ -71,7 +74,7 @@ impl Uploads {
     }
 
     /// A new, empty session for `repo`.
-    pub fn start(&self, repo: &str) -> Result<Arc<tokio::sync::Mutex<Session>>, RegistryError> {
+    pub fn start(&self, repo: &str) -> Result<Shared, RegistryError> {
         let id = hex::encode(rand::random::<[u8; 16]>());
         let path = self.dir.join(&id);
         let file = std::fs::File::create(&path).map_err(io("create", &path))?;
@@ -95,7 +98,7 @@ impl Uploads {
     }
 
     /// The session `id` of `repo`: alive here, or left by a previous run of the server.
-    pub fn get(&self, repo: &str, id: &str) -> Option<Arc<tokio::sync::Mutex<Session>>> {
+    pub fn get(&self, repo: &str, id: &str) -> Option<Shared> {
         if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }

@@ -11,6 +11,7 @@ mod gc;
 mod logs;
 mod pipeline;
 mod project;
+mod registry;
 mod render;
 mod run;
 mod server;
@@ -61,6 +62,8 @@ enum Command {
     Approve(approve::Args),
     /// Reject an approval action that waits.
     Reject(approve::Args),
+    /// The server's image registry: repositories, tags, settings, lifecycle policies, GC.
+    Registry(registry::Args),
     /// Run the server's retention now (old executions, unreferenced blobs, stale caches).
     Gc(gc::Args),
     /// Save a running server's state and blobs to a tar file.
@@ -120,6 +123,7 @@ pub fn main() -> ExitCode {
             Command::Approve(a) => approve::run(a, true).await,
             Command::Reject(a) => approve::run(a, false).await,
             Command::Gc(a) => gc::run(a).await,
+            Command::Registry(a) => registry::run(a).await,
             Command::Backup(a) => backup::backup(a).await,
             Command::Restore(a) => backup::restore(a, &data).await,
         }

@@ -67,6 +67,14 @@ pub async fn run(args: Args, data: &Path) -> anyhow::Result<ExitCode> {
     let server = start(c).await?;
     eprintln!("listening on http://{}", server.addr);
     eprintln!("data: {}  database: {}", data.display(), redact(&db));
+    if let Some(p) = server.state.registry.password_file() {
+        eprintln!(
+            "registry: docker login {} -u {} (password in {})",
+            server.state.registry.config().public_address,
+            server.state.registry.config().username,
+            p.display()
+        );
+    }
     stopped().await;
     eprintln!("stopping: cancelling running executions");
     server.stop().await;
