@@ -69,6 +69,10 @@ pub trait ImageBuilder: Send + Sync {
         auth: Option<&RegistryAuth>,
         log: &mut dyn LogSink,
     ) -> Result<ImagePushed, ExecutorError>;
+
+    /// Removes images Slipway built (labelled `io.slipway.project`) older than `older_than`
+    /// that no container uses, with the build cache's dangling layers; returns (images, bytes).
+    async fn prune(&self, older_than: std::time::Duration) -> Result<(u64, u64), ExecutorError>;
 }
 
 /// The name the Dockerfile travels under when it lies outside the context.
@@ -217,6 +221,33 @@ impl ImageBuilder for DockerExecutor {
                 .map_err(|e| ExecutorError::docker("tagging an image", e))?;
         }
         Ok(ImageBuilt::Built { id })
+    }
+
+    async fn prune(&self, older_than: std::time::Duration) -> Result<(u64, u64), ExecutorError> {
+        let until = format!("{}s", older_than.as_secs());
+        let mut count = 0;
+        let mut bytes = 0;
+        for dangling in ["false", "true"] {
+            let mut filters: std::collections::HashMap<&str, Vec<&str>> = Default::default();
+            filters.insert("label", vec!["io.slipway.project"]);
+            filters.insert("until", vec![until.as_str()]);
+            filters.insert("dangling", vec![dangling]);
+            let r = self
+                .docker()
+                .prune_images(Some(
+                    bollard::query_parameters::PruneImagesOptionsBuilder::new()
+                        .filters(&filters)
+                        .build(),
+                ))
+                .await
+                .map_err(|e| ExecutorError::docker("pruning images", e))?;
+            count += r
+                .images_deleted
+                .map(|v| v.iter().filter(|i| i.deleted.is_some()).count() as u64)
+                .unwrap_or(0);
+            bytes += r.space_reclaimed.unwrap_or(0).max(0) as u64;
+        }
+        Ok((count, bytes))
     }
 
     async fn push(

@@ -94,6 +94,12 @@ pub async fn collect(s: &AppState, dry_run: bool) -> Result<GcReport, ApiError> 
             Err(e) => tracing::warn!(error = %e, "removing leftover containers"),
         }
     }
+    if !dry_run && let (Some(images), Some(age)) = (&s.images, r.max_age) {
+        match images.prune(age).await {
+            Ok((n, _)) => report.docker_images = n,
+            Err(e) => tracing::warn!(error = %e, "pruning old images"),
+        }
+    }
     tracing::info!(
         dry_run,
         executions = report.executions.len(),

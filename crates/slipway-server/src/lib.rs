@@ -44,6 +44,8 @@ pub struct AppState {
     pub docker: Option<Arc<dyn Executor>>,
     /// The OCI registry on `/v2/` (its REST endpoints are in `api::table()`).
     pub registry: Arc<slipway_registry::Registry>,
+    /// Image builds on the Docker engine (retention prunes what they left).
+    pub images: Option<Arc<dyn slipway_executor::ImageBuilder>>,
 }
 
 /// A server that is listening; dropped or `stop`ped, it shuts down.
@@ -74,12 +76,7 @@ impl Server {
         engine.retry_backoff = config.timeouts.retry_backoff;
         engine.batch_concurrency = config.runner.batch_concurrency;
         let docker = engine.executors.docker.clone();
-        let sched = Scheduler::new(
-            db,
-            config.data.clone(),
-            engine,
-            config.runner.max_executions,
-        );
+        let images = engine.executors.images.clone();
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("listening on {}", config.listen))?;
@@ -88,11 +85,30 @@ impl Server {
         let registry = slipway_registry::Registry::open(
             &config.data,
             registry_config(&config, addr),
-            sched.db.clone(),
+            db.clone(),
             blobs.clone(),
             gc_lock.clone(),
         )
         .context("opening the registry")?;
+        // Image actions push to this registry, signed in as its configured user.
+        let password = match (&registry.config().password, registry.password_file()) {
+            (Some(p), _) => Some(p.clone()),
+            (None, Some(f)) => std::fs::read_to_string(f).ok().map(|p| p.trim().to_string()),
+            (None, None) => None,
+        };
+        engine.registry = Some(slipway_engine::image::RegistryTarget {
+            address: registry.config().public_address.clone(),
+            auth: password.map(|password| slipway_executor::RegistryAuth {
+                username: registry.config().username.clone(),
+                password,
+            }),
+        });
+        let sched = Scheduler::new(
+            db,
+            config.data.clone(),
+            engine,
+            config.runner.max_executions,
+        );
         let state = AppState {
             sched: sched.clone(),
             blobs,
@@ -101,6 +117,7 @@ impl Server {
             gc_lock,
             registry,
             docker,
+            images,
         };
         let recovered = sched
             .recover()

@@ -121,3 +121,64 @@ fn a_failing_dockerfile_step_fails_the_action_with_its_message() {
     assert!(reason.starts_with("IMAGE_BUILD failed"), "{reason}");
     assert!(r.log("img").contains("about to fail"), "{}", r.log("img"));
 }
+
+#[test]
+fn the_server_builds_the_web_example_and_pushes_it_to_its_own_registry() {
+    if !docker() {
+        return;
+    }
+    let s = Scratch::new();
+    let repo = web_repo(&s);
+    let server = super::server_support::TestServer::start(&s.data());
+    let r = server.slipway(&["project", "create", "web", "--git", repo.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.explain());
+    let r = server.slipway(&["pipeline", "start", "web", "--follow"]);
+    assert_eq!(r.code, 0, "{}\n--- server\n{}", r.explain(), server.log());
+    let r = server.slipway(&["execution", "show", "web#1", "--json"]);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    let image = v["actions"][1]["outputs"]["image"].as_str().unwrap().to_string();
+    let host = server.addr();
+    assert!(
+        image.starts_with(&format!("{host}/web/web@sha256:")),
+        "{image}"
+    );
+    // A client signed in with the registry's credentials pulls what the pipeline pushed.
+    let config = tempfile::tempdir().unwrap();
+    let password = std::fs::read_to_string(s.data().join("registry-password")).unwrap();
+    let docker_cmd = |args: &[&str], stdin: Option<&str>| {
+        use std::io::Write;
+        let mut c = std::process::Command::new("docker")
+            .env("DOCKER_CONFIG", config.path())
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Some(i) = stdin {
+            c.stdin.take().unwrap().write_all(i.as_bytes()).unwrap();
+        } else {
+            drop(c.stdin.take());
+        }
+        c.wait_with_output().unwrap()
+    };
+    let login = docker_cmd(
+        &["login", &host, "-u", "slipway", "--password-stdin"],
+        Some(password.trim()),
+    );
+    assert!(login.status.success(), "{}", String::from_utf8_lossy(&login.stderr));
+    // Remove the engine's local copy so the pull really comes from the registry.
+    let version = std::fs::read_to_string(repo.join("VERSION")).unwrap();
+    let tagged = format!("{host}/web/web:{}", version.trim());
+    let _ = docker_cmd(&["image", "rm", "-f", &tagged], None);
+    let pull = docker_cmd(&["pull", &image], None);
+    assert!(pull.status.success(), "{}", String::from_utf8_lossy(&pull.stderr));
+    let out = docker_cmd(&["run", "--rm", &image, "cat", "/www/index.html"], None);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(version.trim()),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tags = server.slipway(&["registry", "tags", "web/web", "--json"]);
+    assert!(tags.stdout.contains(version.trim()), "{}", tags.explain());
+}
