@@ -82,6 +82,7 @@ dockerd_path() {
 ensure_packages() {
     local missing=()
     command -v git >/dev/null 2>&1 || missing+=(git)
+    command -v skopeo >/dev/null 2>&1 || missing+=(skopeo)
     if ! command -v docker >/dev/null 2>&1 || ! dockerd_path >/dev/null; then
         missing+=(docker.io)
     fi
@@ -111,6 +112,7 @@ ensure_packages() {
     fi
     hash -r
     command -v git >/dev/null 2>&1 || die "git still missing after installing it"
+    command -v skopeo >/dev/null 2>&1 || die "skopeo still missing after installing it"
     command -v docker >/dev/null 2>&1 || die "docker CLI still missing after installing docker.io"
     dockerd_path >/dev/null || die "dockerd still missing after installing docker.io"
     busybox_is_static || die "/bin/busybox is still not a static binary after installing busybox-static"

@@ -6,6 +6,7 @@ mod build;
 mod crash;
 mod git_hosting;
 mod image;
+mod registry;
 mod run;
 mod server;
 mod server_support;
