@@ -12,6 +12,7 @@ pub mod hosting;
 pub mod metrics;
 pub mod modes;
 pub mod poll;
+pub mod schedule;
 pub mod scheduler;
 pub mod source;
 pub mod triggers;
@@ -130,6 +131,7 @@ impl Server {
         tokio::spawn(gc::run_periodically(state.clone(), shutdown.clone()));
         tokio::spawn(state.registry.clone().run_periodically(shutdown.clone()));
         tokio::spawn(poll::run_periodically(state.clone(), shutdown.clone()));
+        tokio::spawn(schedule::run_periodically(sched.clone(), shutdown.clone()));
         let app = api::routes(state.clone())
             .merge(slipway_registry::router(state.registry.clone()))
             .layer(tower_http::catch_panic::CatchPanicLayer::new())

@@ -506,4 +506,4 @@ fn short(sha: &str) -> &str {
 
 #[cfg(test)]
 #[path = "triggers_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -76,10 +76,13 @@ pub enum Trigger {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Schedule {
-    /// Always five fields (macros such as `@daily` are expanded), evaluated in UTC; see [`Cron`].
+    /// Always five fields (macros such as `@daily` are expanded); see [`Cron`].
     pub cron: String,
     /// Absent: the project's default branch.
     pub branch: Option<String>,
+    /// The IANA time zone whose wall clock `cron` reads (`Europe/Paris`); absent: UTC. Only its
+    /// spelling is checked here; the server looks it up in the system's time zone database.
+    pub timezone: Option<String>,
 }
 
 impl Schedule {
@@ -347,7 +350,7 @@ const VARIABLE_KEYS: &[&str] = &["name", "default", "description"];
 const TRIGGER_KINDS: &[&str] = &["push", "pull-request", "schedule"];
 const PUSH_KEYS: &[&str] = &["branches", "tags", "file-paths"];
 const PULL_REQUEST_KEYS: &[&str] = &["events", "branches", "file-paths"];
-const SCHEDULE_KEYS: &[&str] = &["cron", "branch"];
+const SCHEDULE_KEYS: &[&str] = &["cron", "branch", "timezone"];
 const PATTERN_KEYS: &[&str] = &["includes", "excludes"];
 const RETRY_KEYS: &[&str] = &["attempts", "on"];
 const SERVICE_KEYS: &[&str] = &["name", "image", "env", "command"];
@@ -928,8 +931,8 @@ impl Reader {
 
     fn schedule(&mut self, node: &Node, path: &str) -> Option<Schedule> {
         // The short form: `schedule: "0 3 * * *"`.
-        let (cron_node, branch) = if let Value::String(_) = node.value {
-            (Some(node), None)
+        let (cron_node, branch, timezone) = if let Value::String(_) = node.value {
+            (Some(node), None, None)
         } else {
             let mut m = MapReader::new(node, path, &mut self.diags)?;
             let c = m.get("cron");
@@ -947,8 +950,26 @@ impl Reader {
                 }
                 Some(s)
             });
+            let timezone = m.get("timezone").and_then(|t| {
+                let tp = join(path, "timezone");
+                let s = self.string(t, &tp)?;
+                let plausible = !s.is_empty()
+                    && !s.starts_with('/')
+                    && !s.ends_with('/')
+                    && !s.contains("..")
+                    && s.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '-' | '+'));
+                if !plausible {
+                    self.error(t.pos, &tp, format!("`{s}` is not a time zone name"))
+                        .hint = Some(
+                        "an IANA name such as `UTC`, `Europe/Paris` or `America/New_York`".into(),
+                    );
+                    return None;
+                }
+                Some(s)
+            });
             m.finish(SCHEDULE_KEYS, &mut self.diags);
-            (c, branch)
+            (c, branch, timezone)
         };
         let cron_node = cron_node?;
         let cp = if matches!(node.value, Value::String(_)) {
@@ -963,6 +984,7 @@ impl Reader {
                     .map(str::to_string)
                     .unwrap_or_else(|| expr.split_whitespace().collect::<Vec<_>>().join(" ")),
                 branch,
+                timezone,
             }),
             Err(e) => {
                 self.error(

@@ -724,3 +724,22 @@ fn documented_examples_parse() {
     let (p, d) = parse(&text);
     assert!(p.is_some() && d.is_empty(), "{text}\n{d:#?}");
 }
+
+#[test]
+fn a_schedule_can_name_its_time_zone() {
+    let text = |tz: &str| {
+        format!(
+            "name: x\ntriggers:\n  - schedule: {{ cron: \"0 3 * * *\", timezone: {tz} }}\nstages: [ {{ name: s, actions: [ {{ name: a, type: build }} ] }} ]\n"
+        )
+    };
+    let (p, d) = parse(&text("Europe/Paris"));
+    assert!(d.is_empty(), "{d:#?}");
+    match &p.unwrap().triggers[0] {
+        Trigger::Schedule(s) => assert_eq!(s.timezone.as_deref(), Some("Europe/Paris")),
+        t => panic!("{t:?}"),
+    }
+    assert_snapshot!(check(&text("\"../etc/passwd\"")), @r"
+    .slipway/pipeline.yml:3:46: error: `../etc/passwd` is not a time zone name (at `triggers[0].schedule.timezone`)
+      hint: an IANA name such as `UTC`, `Europe/Paris` or `America/New_York`
+    ");
+}
