@@ -182,3 +182,39 @@ fn the_server_builds_the_web_example_and_pushes_it_to_its_own_registry() {
     let tags = server.slipway(&["registry", "tags", "web/web", "--json"]);
     assert!(tags.stdout.contains(version.trim()), "{}", tags.explain());
 }
+
+#[test]
+fn slipway_run_pushes_to_another_registry_with_credentials_from_a_secret() {
+    if !docker() {
+        return;
+    }
+    // Another registry: a Slipway server's, which wants its user and password.
+    let s = Scratch::new();
+    let server = super::server_support::TestServer::start(&s.data());
+    let r = server.slipway(&["project", "create", "other", "--git", "/nonexistent"]);
+    assert_eq!(r.code, 0, "{}", r.explain());
+    let host = server.addr();
+    let password = std::fs::read_to_string(s.data().join("registry-password")).unwrap();
+    s.write(
+        "repo/.slipway/pipeline.yml",
+        &format!(
+            "name: ext\nstages:\n  - name: image\n    actions:\n      - name: img\n        type: image\n        namespace: img\n        registry: \"{host}\"\n        repository: other/ext\n        credentials: REGISTRY_LOGIN\n        tags: [v1]\n"
+        ),
+    );
+    s.write("repo/Dockerfile", "FROM slipway-busybox:latest\nRUN echo external > /ext\n");
+    let secrets = s.write("secrets.env", &format!("REGISTRY_LOGIN=slipway:{}\n", password.trim()));
+    let r = s.slipway(&["run", &s.repo(), "--json", "--secrets-file", secrets.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let fin = &r.of_type("action_finished")[0];
+    let image = fin["outputs"]["image"].as_str().unwrap();
+    assert!(image.starts_with(&format!("{host}/other/ext@sha256:")), "{image}");
+    // Wrong credentials: the push fails and says so.
+    let bad = s.write("bad.env", "REGISTRY_LOGIN=slipway:wrong\n");
+    let r = s.slipway(&["run", &s.repo(), "--json", "--secrets-file", bad.to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let fin = &r.of_type("action_finished")[0];
+    assert!(
+        fin["reason"].as_str().unwrap().starts_with("IMAGE_PUSH of"),
+        "{fin}"
+    );
+}
