@@ -61,7 +61,7 @@ pub(super) async fn get(ctx: &Ctx, d: &str, head: bool) -> R {
             .await
             .map_err(OciError::internal)?;
     }
-    let stream = tokio_util::io::ReaderStream::with_capacity(f.take(len), 256 * 1024);
+    let stream = tokio_util::io::ReaderStream::with_capacity(f.take(len), 1024 * 1024);
     Ok(finish(b, Body::from_stream(stream)))
 }
 
