@@ -24,6 +24,25 @@ pub struct Project {
     /// How often the repository is polled (`60s`, or `off`); absent for a hosted one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub poll_interval: Option<String>,
+    /// Where each forge sends webhooks: `github`, `gitlab`, `gitea` -> URL (`project show`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub webhook_urls: BTreeMap<String, String>,
+    /// The secret forges sign webhooks with (shown so it can be pasted into the forge).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_secret: Option<String>,
+    /// Where commit statuses go: `github`, `gitlab` or `gitea`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forge: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forge_api: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forge_repo: Option<String>,
+    /// Whether a forge token is set (the token itself is never sent back).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forge_token_set: bool,
+    /// Where execution notifications are POSTed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify_urls: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
@@ -42,6 +61,70 @@ pub struct ProjectSettings {
     /// `default` (the server's `sources.poll_interval`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub poll_interval: Option<String>,
+    /// A new webhook secret (at least 16 characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_secret: Option<String>,
+    /// `github`, `gitlab` or `gitea` (Forgejo too); empty clears.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forge: Option<String>,
+    /// The forge's API base URL (`https://api.github.com`, `https://gitlab.example/api/v4`,
+    /// `https://gitea.example/api/v1`); empty clears.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forge_api: Option<String>,
+    /// `owner/name`, or GitLab's project id or path; empty clears.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forge_repo: Option<String>,
+    /// The token commit statuses are sent with; empty clears.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forge_token: Option<String>,
+    /// Replaces the notification URLs (an empty list: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_urls: Option<Vec<String>>,
+}
+
+/// One inbound webhook request (`GET .../deliveries`): what came and what it did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Delivery {
+    pub id: i64,
+    /// `github`, `gitlab` or `gitea`.
+    pub source: String,
+    /// The forge's delivery id (absent when refused, replayed, or when processing failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
+    pub received_ms: i64,
+    /// The HTTP status answered.
+    pub status: u16,
+    /// What it did, or why it did nothing.
+    pub outcome: String,
+    /// Executions started (`hello#3`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub started: Vec<String>,
+}
+
+/// One outgoing request (`GET .../notifications`): a commit status or a notification.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct NotificationDelivery {
+    pub id: i64,
+    /// `hello#3`.
+    pub execution: String,
+    /// `status` (a commit status on the forge) or `webhook` (a notification URL).
+    pub kind: String,
+    /// The URL POSTed to.
+    pub target: String,
+    /// The execution status reported.
+    pub event: String,
+    /// `pending`, `delivered`, `failed` or `superseded`.
+    pub state: String,
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_status: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    pub created_ms: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub done_ms: Option<i64>,
 }
 
 /// One execution, without its actions (lists).

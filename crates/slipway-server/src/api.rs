@@ -82,6 +82,37 @@ pub fn table() -> Vec<(RouteInfo, MethodRouter<AppState>)> {
             false,
             post(start_execution),
         ),
+        r(
+            "GET",
+            "/api/v1/projects/{project}/deliveries",
+            false,
+            get(crate::hooks::settings::deliveries),
+        ),
+        r(
+            "GET",
+            "/api/v1/projects/{project}/notifications",
+            false,
+            get(crate::hooks::settings::notifications),
+        ),
+        // Signed by the forge with the project's secret: public by design.
+        r(
+            "POST",
+            "/hooks/github/{project}",
+            true,
+            crate::hooks::route(crate::hooks::Forge::GitHub),
+        ),
+        r(
+            "POST",
+            "/hooks/gitlab/{project}",
+            true,
+            crate::hooks::route(crate::hooks::Forge::GitLab),
+        ),
+        r(
+            "POST",
+            "/hooks/gitea/{project}",
+            true,
+            crate::hooks::route(crate::hooks::Forge::Gitea),
+        ),
         r("GET", EXEC, false, get(show_execution)),
         r("POST", &x("/cancel"), false, post(cancel_execution)),
         r("POST", &x("/retry"), false, post(retry_execution)),
@@ -167,6 +198,8 @@ pub fn routes(state: AppState) -> Router {
         create_project,
         show_project,
         update_project,
+        crate::hooks::settings::deliveries,
+        crate::hooks::settings::notifications,
         list_executions,
         start_execution,
         show_execution,
@@ -191,6 +224,8 @@ pub fn routes(state: AppState) -> Router {
         Project,
         CreateProject,
         ProjectSettings,
+        slipway_proto::api::Delivery,
+        slipway_proto::api::NotificationDelivery,
         Execution,
         ExecutionDetail,
         ActionState,
@@ -238,6 +273,7 @@ async fn project_view(s: &AppState, p: ProjectRow, headers: &HeaderMap) -> ApiRe
             slipway_spec::pipeline::format_duration(d)
         })
     };
+    let hooks = crate::hooks::settings::view(s, &p, headers).await?;
     Ok(Project {
         name: p.name,
         git: p.git,
@@ -245,6 +281,13 @@ async fn project_view(s: &AppState, p: ProjectRow, headers: &HeaderMap) -> ApiRe
         last_number: p.last_number,
         clone_url,
         poll_interval,
+        webhook_urls: hooks.webhook_urls,
+        webhook_secret: hooks.webhook_secret,
+        forge: hooks.forge,
+        forge_api: hooks.forge_api,
+        forge_repo: hooks.forge_repo,
+        forge_token_set: hooks.forge_token_set,
+        notify_urls: hooks.notify_urls,
     })
 }
 
@@ -294,6 +337,7 @@ async fn create_project(
         req.git.trim().to_string()
     };
     let p = s.sched.db.create_project(&req.name, &git, now_ms()).await?;
+    crate::hooks::settings::ensure(&s, &p).await?;
     if hosted {
         crate::hosting::create_repo(&s.config.data, &req.name)
             .await
@@ -317,7 +361,8 @@ async fn show_project(
     Ok(Json(project_view(&s, p, &headers).await?))
 }
 
-/// Changes a project's settings: `poll_interval` (`30s`, `off`, `default`).
+/// Changes a project's settings: `poll_interval` (`30s`, `off`, `default`), and the webhook,
+/// forge and notification settings (`hooks::settings`).
 #[utoipa::path(patch, path = "/api/v1/projects/{project}", request_body = ProjectSettings,
     responses((status = 200, body = Project), (status = 400, body = slipway_proto::api::ApiError)))]
 async fn update_project(
@@ -343,6 +388,7 @@ async fn update_project(
         };
         s.sched.db.set_poll_interval(p.id, ms).await?;
     }
+    crate::hooks::settings::apply(&s, &p, &req).await?;
     Ok(Json(project_view(&s, p, &headers).await?))
 }
 

@@ -21,6 +21,20 @@ pub struct Config {
     pub retention: RetentionConfig,
     pub registry: RegistrySettings,
     pub sources: SourcesConfig,
+    pub notify: NotifyConfig,
+}
+
+/// Commit statuses and notification webhooks (docs/webhooks.md).
+#[derive(Clone, Debug)]
+pub struct NotifyConfig {
+    /// The pause before a failed request's first retry; it doubles for each further one (up
+    /// to 5 min).
+    pub retry_backoff: Duration,
+    /// Attempts per request before it is given up (`failed`).
+    pub max_attempts: u32,
+    /// The server's URL as forges and people reach it, for links and webhook URLs (default:
+    /// `http://<listen address>`).
+    pub public_url: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -89,6 +103,11 @@ impl Config {
             sources: SourcesConfig {
                 poll_interval: Duration::from_secs(60),
             },
+            notify: NotifyConfig {
+                retry_backoff: Duration::from_secs(5),
+                max_attempts: 5,
+                public_url: None,
+            },
         }
     }
 
@@ -135,6 +154,14 @@ impl Config {
         });
         f.sources = Some(SourcesSection {
             poll_interval: var("SLIPWAY_POLL_INTERVAL"),
+        });
+        f.notify = Some(NotifySection {
+            retry_backoff: var("SLIPWAY_NOTIFY_RETRY_BACKOFF"),
+            max_attempts: match var("SLIPWAY_NOTIFY_MAX_ATTEMPTS") {
+                Some(v) => Some(number("SLIPWAY_NOTIFY_MAX_ATTEMPTS", &v)?),
+                None => None,
+            },
+            public_url: var("SLIPWAY_PUBLIC_URL"),
         });
         f.registry = Some(RegistrySection {
             username: var("SLIPWAY_REGISTRY_USERNAME"),
@@ -217,6 +244,22 @@ impl Config {
         if let Some(r) = f.registry {
             self.registry.apply(r)?;
         }
+        if let Some(n) = f.notify {
+            set_duration(
+                &mut self.notify.retry_backoff,
+                "notify.retry_backoff",
+                n.retry_backoff,
+            )?;
+            if let Some(m) = n.max_attempts {
+                self.notify.max_attempts = m.max(1);
+            }
+            if let Some(u) = n.public_url {
+                if !(u.starts_with("http://") || u.starts_with("https://")) {
+                    return Err(format!("notify.public_url: `{u}` is not an http(s) URL"));
+                }
+                self.notify.public_url = Some(u.trim_end_matches('/').to_string());
+            }
+        }
         Ok(())
     }
 }
@@ -257,6 +300,15 @@ struct FileConfig {
     retention: Option<RetentionSection>,
     registry: Option<RegistrySection>,
     sources: Option<SourcesSection>,
+    notify: Option<NotifySection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NotifySection {
+    retry_backoff: Option<String>,
+    max_attempts: Option<u32>,
+    public_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

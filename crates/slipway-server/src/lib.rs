@@ -8,9 +8,11 @@ pub mod backup;
 pub mod config;
 pub mod error;
 pub mod gc;
+pub mod hooks;
 pub mod hosting;
 pub mod metrics;
 pub mod modes;
+pub mod notify;
 pub mod poll;
 pub mod schedule;
 pub mod scheduler;
@@ -132,6 +134,9 @@ impl Server {
         tokio::spawn(state.registry.clone().run_periodically(shutdown.clone()));
         tokio::spawn(poll::run_periodically(state.clone(), shutdown.clone()));
         tokio::spawn(schedule::run_periodically(sched.clone(), shutdown.clone()));
+        let public_url = (state.config.notify.public_url.clone())
+            .unwrap_or_else(|| format!("http://{addr}"));
+        tokio::spawn(notify::run(state.clone(), public_url, shutdown.clone()));
         let app = api::routes(state.clone())
             .merge(slipway_registry::router(state.registry.clone()))
             .layer(tower_http::catch_panic::CatchPanicLayer::new())

@@ -8,10 +8,13 @@
 
 mod backup;
 mod events;
+mod hooks;
 mod registry;
 mod sources;
 #[cfg(test)]
 mod tests;
+
+pub use hooks::{DeliveryRow, NewDelivery, NewNotification, NotificationRow, ProjectHooks};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
