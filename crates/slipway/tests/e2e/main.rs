@@ -13,3 +13,4 @@ mod server_support;
 mod support;
 mod up;
 mod validate;
+mod webhooks;
