@@ -144,6 +144,11 @@ impl Server {
         let stop = shutdown.clone();
         let serving = tokio::spawn(async move {
             let app = app.into_make_service_with_connect_info::<SocketAddr>();
+            // No Nagle: a small response written in pieces (git's smart HTTP answers, SSE)
+            // would otherwise wait for the client's delayed ACK, 40 ms a request.
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             let r = axum::serve(listener, app)
                 .with_graceful_shutdown(async move { stop.cancelled().await })
                 .await;

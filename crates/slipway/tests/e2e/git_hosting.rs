@@ -200,6 +200,23 @@ fn hosted_repositories_serve_shallow_clones_fetch_by_commit_and_protocol_v2() {
     git_ok(&runner, &["init", "-q"], &[]);
     git_ok(&runner, &["fetch", "-q", "--depth", "1", &url, &first], &[]);
     assert_eq!(git_ok(&runner, &["rev-parse", "FETCH_HEAD"], &[]).0, first);
+    // A partial clone (blobs fetched on demand).
+    git_ok(
+        s.path(),
+        &["clone", "-q", "--filter=blob:none", &url, "partial"],
+        &[],
+    );
+    let partial = s.path().join("partial");
+    assert_eq!(
+        git_ok(
+            &partial,
+            &["config", "remote.origin.partialclonefilter"],
+            &[]
+        )
+        .0,
+        "blob:none"
+    );
+    assert_eq!(std::fs::read(partial.join("a.txt")).unwrap(), b"2");
     // The old protocol too.
     git_ok(
         s.path(),
