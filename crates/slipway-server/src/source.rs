@@ -268,6 +268,15 @@ fn parse_pipelines(
 
 /// The branch HEAD names (`main`), the project's default branch; `main` when HEAD is detached.
 pub async fn default_branch(dir: &Path) -> String {
+    // Read straight from the HEAD file when it is one (a bare repository or a working tree's
+    // `.git`): this runs for every push, and a git process costs more than the read.
+    for head in [dir.join("HEAD"), dir.join(".git/HEAD")] {
+        if let Ok(text) = tokio::fs::read_to_string(&head).await
+            && let Some(b) = text.trim().strip_prefix("ref: refs/heads/")
+        {
+            return b.to_string();
+        }
+    }
     match git(dir, &["symbolic-ref", "--short", "-q", "HEAD"]).await {
         Ok(b) if !b.is_empty() => b,
         _ => "main".into(),
