@@ -2,7 +2,8 @@
 //! taken while the server runs. The database is exported from one snapshot; blobs are
 //! immutable and the GC lock (held for reading) keeps every referenced one in place.
 //!
-//! Layout: `manifest.json`, `db/<table>.jsonl`, `blobs/sha256/<2 hex>/<64 hex>`, and last
+//! Layout: `manifest.json`, `db/<table>.jsonl`, `blobs/sha256/<2 hex>/<64 hex>`,
+//! `git/<NAME>.git/...` (hosted repositories), and last
 //! `end.json` (`{"blobs": N}`): a copy without it was cut short.
 //! `slipway restore` reads it back (docs/server.md).
 
@@ -32,6 +33,8 @@ pub async fn handle(State(s): State<AppState>) -> Result<Response, ApiError> {
     std::fs::create_dir_all(&dbdir).map_err(ApiError::internal)?;
     s.sched.db.export(&dbdir).await?;
     let blobs_dir = s.blobs.blobs_dir().to_path_buf();
+    let data_dir = s.config.data.clone();
+    let git_dir = s.config.data.join("git");
     let (reader, writer) = tokio::io::duplex(256 * 1024);
     tokio::task::spawn_blocking(move || {
         let _hold = guard;
@@ -43,6 +46,8 @@ pub async fn handle(State(s): State<AppState>) -> Result<Response, ApiError> {
                 "version": VERSION,
                 "created_ms": now_ms(),
                 "slipway": env!("CARGO_PKG_VERSION"),
+                // Hosted repositories' paths are recorded under it; restore moves them.
+                "data": data_dir.display().to_string(),
             });
             let bytes = serde_json::to_vec_pretty(&manifest)?;
             let mut h = tar::Header::new_gnu();
@@ -76,6 +81,12 @@ pub async fn handle(State(s): State<AppState>) -> Result<Response, ApiError> {
                     blob_count += 1;
                 }
             }
+            // Hosted repositories (`<data>/git/NAME.git`), file by file. Git writes objects
+            // before the refs that name them, so a push racing the copy leaves a repository
+            // that is consistent, at worst without that push's refs.
+            if git_dir.is_dir() {
+                append_tree(&mut tar, &git_dir, "git")?;
+            }
             // Last, so that a stream cut short is recognisably incomplete.
             let end = serde_json::to_vec(&serde_json::json!({ "blobs": blob_count }))?;
             let mut h = tar::Header::new_gnu();
@@ -103,4 +114,33 @@ pub async fn handle(State(s): State<AppState>) -> Result<Response, ApiError> {
         body,
     )
         .into_response())
+}
+
+/// Appends every regular file under `root` as `<prefix>/<relative path>` (sorted, so the refs
+/// a repository's objects need come after nothing in particular: objects are immutable).
+fn append_tree<W: std::io::Write>(
+    tar: &mut tar::Builder<W>,
+    root: &std::path::Path,
+    prefix: &str,
+) -> std::io::Result<()> {
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let mut entries: Vec<_> = std::fs::read_dir(&dir)?.flatten().collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let Ok(t) = e.file_type() else { continue };
+            if t.is_dir() {
+                stack.push(e.path());
+            } else if t.is_file() {
+                let rel = e.path();
+                let rel = rel.strip_prefix(root).unwrap_or(&rel);
+                // A file removed under us (a lock released, a pack replaced) is skipped.
+                match tar.append_path_with_name(e.path(), format!("{prefix}/{}", rel.display())) {
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                    r => r?,
+                }
+            }
+        }
+    }
+    Ok(())
 }

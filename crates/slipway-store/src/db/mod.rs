@@ -216,6 +216,16 @@ impl Db {
         }
     }
 
+    /// Points a project at another repository path or URL (a restore moving hosted repositories).
+    pub async fn set_project_git(&self, id: i64, git: &str) -> DbResult<()> {
+        sqlx::query("UPDATE projects SET git = $2 WHERE id = $1")
+            .bind(id)
+            .bind(git)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     pub async fn project(&self, name: &str) -> DbResult<Option<ProjectRow>> {
         let q = format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE name = $1");
         let row = sqlx::query(AssertSqlSafe(q))

@@ -46,6 +46,8 @@ struct Contents {
     tables: Vec<String>,
     blobs: u64,
     blob_bytes: u64,
+    /// Files of hosted repositories.
+    git_files: u64,
 }
 
 pub async fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
@@ -124,6 +126,7 @@ fn list(path: &Path) -> anyhow::Result<Contents> {
                 contents.blob_bytes += entry.size();
             }
             Layout::End => end = Some(read_end(&mut entry)?),
+            Layout::Git(_) => contents.git_files += 1,
             Layout::Dir | Layout::Other => {}
         }
     }
@@ -178,6 +181,16 @@ pub async fn restore(args: RestoreArgs, data: &Path) -> anyhow::Result<ExitCode>
     db.import(&staging.path().join("db"))
         .await
         .with_context(|| format!("importing the database tables into {url}"))?;
+    // Hosted repositories now live under this data directory.
+    if let Some(old) = &unpacked.old_data {
+        let old_git = format!("{}/git/", old.trim_end_matches('/'));
+        let new_git = format!("{}/git/", data.display());
+        for p in db.projects().await? {
+            if let Some(rest) = p.git.strip_prefix(&old_git) {
+                db.set_project_git(p.id, &format!("{new_git}{rest}")).await?;
+            }
+        }
+    }
     let projects = db.projects().await?.len();
     let executions: u64 = db.count_by_status().await?.iter().map(|(_, n)| n).sum();
     db.close().await;
@@ -215,6 +228,8 @@ struct Unpacked {
     existing: u64,
     /// Blobs whose content does not hash to their name: not restored.
     mismatches: Vec<String>,
+    /// The data directory the backup was made from (hosted repositories' paths start there).
+    old_data: Option<String>,
 }
 
 /// Streams the archive: the manifest is checked first, tables go to `staging/db/`, blobs
@@ -242,8 +257,23 @@ fn unpack(file: &Path, staging: &Path, store: &BlobStore, root: &Path) -> anyhow
         match layout {
             Layout::Dir => {}
             Layout::Manifest => {
-                check_manifest(&mut entry)?;
+                out.old_data = check_manifest(&mut entry)?;
                 manifest = true;
+            }
+            Layout::Git(rel) => {
+                let dest = root
+                    .parent()
+                    .unwrap_or(root)
+                    .join("git")
+                    .join(&rel);
+                if let Some(parent) = dest.parent() {
+                    std::fs::create_dir_all(parent)
+                        .with_context(|| format!("creating {}", parent.display()))?;
+                }
+                let mut w = std::fs::File::create(&dest)
+                    .with_context(|| format!("creating {}", dest.display()))?;
+                std::io::copy(&mut entry, &mut w).with_context(|| format!("unpacking {shown}"))?;
+                out.contents.git_files += 1;
             }
             Layout::Table(t) => {
                 let dest = tables.join(format!("{t}.jsonl"));
@@ -307,6 +337,8 @@ enum Layout {
     Manifest,
     Table(String),
     Blob(Digest),
+    /// A hosted repository's file, relative to `<data>/git`.
+    Git(PathBuf),
     End,
     Dir,
     Other,
@@ -332,7 +364,12 @@ impl Layout {
             }
         }
         Ok(match parts.as_slice() {
-            [] | ["db"] | ["blobs"] | ["blobs", "sha256"] | ["blobs", "sha256", _] => Layout::Dir,
+            [] | ["db"] | ["git"] | ["blobs"] | ["blobs", "sha256"] | ["blobs", "sha256", _] => {
+                Layout::Dir
+            }
+            ["git", repo, rest @ ..] if repo.ends_with(".git") && !rest.is_empty() => {
+                Layout::Git(parts[1..].iter().collect())
+            }
             ["manifest.json"] => Layout::Manifest,
             ["end.json"] => Layout::End,
             ["db", name] => match name.strip_suffix(".jsonl") {
@@ -353,7 +390,8 @@ impl Layout {
     }
 }
 
-fn check_manifest(r: &mut dyn Read) -> anyhow::Result<()> {
+/// Checks the manifest; returns the data directory the backup was made from, if it says.
+fn check_manifest(r: &mut dyn Read) -> anyhow::Result<Option<String>> {
     let mut text = String::new();
     r.take(1024 * 1024)
         .read_to_string(&mut text)
@@ -374,7 +412,7 @@ fn check_manifest(r: &mut dyn Read) -> anyhow::Result<()> {
             ""
         }
     );
-    Ok(())
+    Ok(m["data"].as_str().map(String::from))
 }
 
 /// `end.json`'s blob count.
@@ -439,6 +477,7 @@ mod tests {
             Ok(Layout::Table(t)) => format!("table {t}"),
             Ok(Layout::Blob(d)) => format!("blob {}", &d.hex()[..4]),
             Ok(Layout::End) => "end".into(),
+            Ok(Layout::Git(p)) => format!("git {}", p.display()),
             Ok(Layout::Dir) => "dir".into(),
             Ok(Layout::Other) => "other".into(),
             Err(_) => "refused".into(),
@@ -459,5 +498,9 @@ mod tests {
         assert_eq!(layout(&format!("blobs/sha256/cd/{hex}")), "other");
         assert_eq!(layout("blobs/sha256/ab/"), "dir");
         assert_eq!(layout("db/x.txt"), "other");
+        assert_eq!(layout("git/hello.git/HEAD"), "git hello.git/HEAD");
+        assert_eq!(layout("git/hello.git/../../x"), "refused");
+        assert_eq!(layout("git/notarepo/HEAD"), "other");
+        assert_eq!(layout("git"), "dir");
     }
 }

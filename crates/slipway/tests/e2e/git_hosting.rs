@@ -296,3 +296,46 @@ fn polling_a_local_repository_starts_on_a_new_commit() {
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(executions(&server, "hello").len(), 1);
 }
+
+#[test]
+fn a_backup_carries_hosted_repositories_to_a_new_data_directory() {
+    let s = Scratch::new();
+    let mut server = TestServer::start(&s.data());
+    let url = hosted(&server);
+    let work = s.path().join("work");
+    git_ok(s.path(), &["clone", "-q", &url, work.to_str().unwrap()], &[]);
+    let sha = commit_all(
+        &work,
+        &[
+            (".slipway/pipeline.yml", &pipeline("")),
+            ("step.yml", "version: 0.2\nphases:\n  build:\n    commands:\n      - echo restored\n"),
+        ],
+    );
+    git_ok(&work, &["push", "-q", "origin", "HEAD:main"], &[]);
+    wait_for_count(&server, "hello", 1, Duration::from_secs(30));
+    let file = s.path().join("backup.tar");
+    ok(&server, &["backup", file.to_str().unwrap()]);
+    server.stop();
+
+    let data2 = s.path().join("data2");
+    let r = super::server_support::run_with_deadline(
+        {
+            let mut c = Command::new(bin());
+            c.args(["--data", data2.to_str().unwrap(), "restore", file.to_str().unwrap()]);
+            c
+        },
+        Duration::from_secs(120),
+    );
+    assert_eq!(r.code, 0, "{}", r.explain());
+    // The restored server serves the repository from its own data directory.
+    let restored = TestServer::start(&data2);
+    let show = ok(&restored, &["project", "show", "hello", "--json"]);
+    let v: Value = serde_json::from_str(&show.stdout).unwrap();
+    let git = v["git"].as_str().unwrap();
+    assert!(git.starts_with(data2.to_str().unwrap()), "{git}");
+    let url2 = format!("{}/git/hello.git", restored.url);
+    let (head, _) = git_ok(s.path(), &["ls-remote", &url2, "refs/heads/main"], &[]);
+    assert!(head.starts_with(&sha), "{head}");
+    let r = ok(&restored, &["pipeline", "start", "hello", "--follow"]);
+    assert!(r.stdout.contains("restored"), "{}", r.explain());
+}
