@@ -28,6 +28,8 @@ use crate::secrets::SecretSource;
 #[derive(Clone, Debug)]
 pub struct Decision {
     pub approved: bool,
+    /// Nobody decided before the approval's deadline (one set before a restart, say).
+    pub timed_out: bool,
     pub by: String,
     pub comment: Option<String>,
 }
@@ -712,8 +714,9 @@ async fn run_action_once(
                 _ = tokio::time::sleep(timeout) => None,
                 _ = cancel.cancelled() => return failed(Status::Cancelled, "cancelled while waiting for approval"),
             };
-            let Some(d) = decided else {
-                return failed(Status::TimedOut, format!("no decision within {timeout:?}"));
+            let d = match decided {
+                Some(d) if !d.timed_out => d,
+                _ => return failed(Status::TimedOut, format!("no decision within {timeout:?}")),
             };
             events
                 .emit(EventBody::ApprovalDecided {

@@ -513,6 +513,7 @@ async fn decide(
     let row = s.sched.execution(&project, number).await?;
     let decision = Decision {
         approved: d.approved,
+        timed_out: false,
         by: d.by.clone().unwrap_or_else(|| "api".into()),
         comment: d.comment.clone(),
     };

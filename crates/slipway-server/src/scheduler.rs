@@ -697,6 +697,7 @@ impl Approver for StoreApprover {
     async fn decide(&self, r: &ApprovalRequest) -> Decision {
         let refuse = |why: &str| Decision {
             approved: false,
+            timed_out: false,
             by: "slipway".into(),
             comment: Some(why.into()),
         };
@@ -728,6 +729,11 @@ impl Approver for StoreApprover {
             v.into_iter()
                 .find(|a| a.stage == r.stage && a.action == r.action)
         });
+        // Still waiting from before a restart: the first deadline stands.
+        let kept_deadline = match &existing {
+            Some(a) if still_waiting && a.status == Status::Waiting => Some(a.deadline_ms),
+            _ => None,
+        };
         match existing {
             Some(a)
                 if still_waiting
@@ -739,6 +745,7 @@ impl Approver for StoreApprover {
                     .remove(&key);
                 return Decision {
                     approved: a.status == Status::Succeeded,
+                    timed_out: false,
                     by: a.decided_by.unwrap_or_default(),
                     comment: a.comment,
                 };
@@ -746,7 +753,8 @@ impl Approver for StoreApprover {
             _ => {}
         }
         let now = now_ms();
-        let deadline = now + r.timeout.as_millis().min(i64::MAX as u128) as i64;
+        let deadline = kept_deadline
+            .unwrap_or_else(|| now + r.timeout.as_millis().min(i64::MAX as u128) as i64);
         if let Err(e) =
             s.db.request_approval(id, &r.stage, &r.action, r.message.as_deref(), now, deadline)
                 .await
@@ -754,9 +762,18 @@ impl Approver for StoreApprover {
             tracing::error!(error = %e, "recording an approval request");
         }
         drop(s);
-        match rx.await {
-            Ok(d) => d,
-            Err(_) => refuse("the server is stopping"),
+        let left = std::time::Duration::from_millis((deadline - now).max(0) as u64);
+        tokio::select! {
+            d = rx => match d {
+                Ok(d) => d,
+                Err(_) => refuse("the server is stopping"),
+            },
+            _ = tokio::time::sleep(left) => Decision {
+                approved: false,
+                timed_out: true,
+                by: "slipway".into(),
+                comment: Some("no decision before the deadline".into()),
+            },
         }
     }
 }

@@ -272,6 +272,7 @@ impl Approver for NoApprover {
     async fn decide(&self, _: &ApprovalRequest) -> Decision {
         Decision {
             approved: false,
+            timed_out: false,
             by: "slipway".into(),
             comment: Some("no approver".into()),
         }
@@ -304,6 +305,7 @@ impl Approver for CliApprover {
         {
             return Decision {
                 approved: true,
+                timed_out: false,
                 by: "--approve".into(),
                 comment: None,
             };
@@ -311,6 +313,7 @@ impl Approver for CliApprover {
         if !self.ask {
             return Decision {
                 approved: false,
+                timed_out: false,
                 by: "slipway run".into(),
                 comment: Some(format!(
                     "no terminal to ask; pass --approve {action} or --approve all"
@@ -339,6 +342,7 @@ impl Approver for CliApprover {
         let user = std::env::var("USER").unwrap_or_else(|_| "terminal".into());
         Decision {
             approved: yes,
+            timed_out: false,
             by: user,
             comment: None,
         }

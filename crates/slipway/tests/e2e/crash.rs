@@ -321,3 +321,51 @@ fn a_server_killed_mid_docker_build_leaves_no_container() {
     }
     killed_repeatedly(None, Some(IMAGE));
 }
+
+#[test]
+fn an_approval_keeps_its_deadline_across_a_restart() {
+    let s = Scratch::new();
+    let data = s.data();
+    s.write(
+        "repo/.slipway/pipeline.yml",
+        "name: gate\nstages:\n  - name: gate\n    actions:\n      - name: ok\n        type: approval\n        timeout: 4s\n",
+    );
+    let dir = s.path().join("repo");
+    git(&dir, &["init", "-q", "-b", "main"]);
+    git(&dir, &["add", "-A"]);
+    git(&dir, &["commit", "-q", "-m", "init"]);
+    let mut server = TestServer::start(&data);
+    let r = server.slipway(&["project", "create", "gate", "--git", dir.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.explain());
+    let r = server.slipway(&["pipeline", "start", "gate"]);
+    assert_eq!(r.code, 0, "{}", r.explain());
+    let t = Instant::now();
+    loop {
+        let v = show(&server, "gate#1");
+        if v["status"] == "waiting" {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(30), "{v:#}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(2000));
+    let addr = server.addr();
+    server.kill();
+    let server = TestServer::start_with(&data, &addr, &[]);
+    let t = Instant::now();
+    let v = loop {
+        let v = show(&server, "gate#1");
+        if v["status"] != "waiting" && v["status"] != "running" {
+            break v;
+        }
+        assert!(t.elapsed() < Duration::from_secs(30), "{v:#}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(v["status"], "timed_out", "{v:#}");
+    let approval = &v["approvals"][0];
+    let waited = v["finished_ms"].as_i64().unwrap() - approval["requested_ms"].as_i64().unwrap();
+    assert!(
+        (3_900..5_500).contains(&waited),
+        "timed out {waited} ms after it was asked: the 4 s deadline should not restart\n{v:#}"
+    );
+}
