@@ -55,6 +55,12 @@ impl EventSink {
     }
 
     pub async fn emit(&self, body: EventBody) {
+        self.emit_seq(body).await;
+    }
+
+    /// Emits and returns the event's sequence number (the server waits for it to be stored
+    /// before it acknowledges an agent's events).
+    pub async fn emit_seq(&self, body: EventBody) -> u64 {
         let event = Event {
             v: EVENT_SCHEMA_VERSION,
             seq: self.inner.seq.fetch_add(1, Ordering::SeqCst) + 1,
@@ -62,8 +68,10 @@ impl EventSink {
             execution: self.inner.execution.clone(),
             body,
         };
+        let seq = event.seq;
         // A consumer that went away (the CLI exiting) must not fail the build.
         let _ = self.inner.tx.send(event).await;
+        seq
     }
 }
 

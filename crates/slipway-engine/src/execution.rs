@@ -83,6 +83,8 @@ pub struct Engine {
     /// Build actions running at once across every execution of this engine (the embedded
     /// runner's concurrency); `None`: no limit.
     pub job_slots: Option<Arc<tokio::sync::Semaphore>>,
+    /// Where build actions with `runs-on` go (the server's agents); `None`: they run here.
+    pub dispatch: Option<Arc<dyn crate::dispatch::Dispatch>>,
 }
 
 /// Admission to a stage, for execution modes: a pipeline in `superseded` mode lets one
@@ -492,6 +494,17 @@ async fn run_action(
     loop {
         attempt += 1;
         let executor_name = match &action.kind {
+            ActionKind::Build(b) if remote(engine, b) => Some(
+                match crate::dispatch::remote_executor(
+                    b,
+                    req.default_executor,
+                    req.default_image.as_ref(),
+                ) {
+                    ExecutorChoice::Local => "local",
+                    ExecutorChoice::Docker => "docker",
+                }
+                .to_string(),
+            ),
             ActionKind::Build(b) => Some(
                 choose_executor(engine, req, b)
                     .map(|(n, _)| n)
@@ -565,6 +578,11 @@ async fn run_action(
     }
 }
 
+/// The build goes to an agent: it names `runs-on` and the engine has somewhere to send it.
+fn remote(engine: &Engine, b: &pipeline::BuildAction) -> bool {
+    !b.runs_on.is_empty() && engine.dispatch.is_some()
+}
+
 fn choose_executor(
     engine: &Engine,
     req: &ExecutionRequest,
@@ -602,9 +620,14 @@ async fn run_action_once(
 ) -> BuildResult {
     match &action.kind {
         ActionKind::Build(b) => {
-            let (_, executor) = match choose_executor(engine, req, b) {
-                Ok(x) => x,
-                Err(e) => return failed(Status::Fault, e),
+            // An agent brings its own executors: none is needed here for a remote build.
+            let executor = if remote(engine, b) {
+                engine.executors.local.clone()
+            } else {
+                match choose_executor(engine, req, b) {
+                    Ok((_, x)) => x,
+                    Err(e) => return failed(Status::Fault, e),
+                }
             };
             let path = req.source.join(&b.buildspec);
             let bs = match load_buildspec(&path, &b.buildspec).await {
@@ -629,6 +652,11 @@ async fn run_action_once(
                 Ok(v) => v,
                 Err(e) => return e,
             };
+            if let (Some(d), true) = (&engine.dispatch, remote(engine, b)) {
+                let remote = RemoteParts { bs, env, image, inputs };
+                return run_remote(req, stage, action, b, attempt, remote, events, cancel, d.as_ref())
+                    .await;
+            }
             // The embedded runner's concurrency: the build waits (queued) for a slot.
             let _slot = match &engine.job_slots {
                 Some(s) => tokio::select! {
@@ -791,6 +819,87 @@ async fn run_action_once(
             ),
         ),
     }
+}
+
+/// What `run_action_once` resolved for a build before it goes to an agent.
+struct RemoteParts {
+    bs: Buildspec,
+    env: Vec<(String, String)>,
+    image: Option<String>,
+    inputs: Vec<(String, PathBuf)>,
+}
+
+/// Hands a build action with `runs-on` to the engine's dispatch (an agent runs it).
+#[allow(clippy::too_many_arguments)]
+async fn run_remote(
+    req: &ExecutionRequest,
+    stage: &str,
+    action: &Action,
+    b: &pipeline::BuildAction,
+    attempt: u32,
+    RemoteParts {
+        bs,
+        env,
+        image,
+        inputs,
+    }: RemoteParts,
+    events: &EventSink,
+    cancel: &CancellationToken,
+    dispatch: &dyn crate::dispatch::Dispatch,
+) -> BuildResult {
+    let job = BuildJob {
+        stage: stage.into(),
+        action: action.name.clone(),
+        attempt,
+        source: req.source.clone(),
+        buildspec: bs,
+        image,
+        privileged: b.privileged || req.privileged,
+        services: b
+            .services
+            .iter()
+            .map(|s| ServiceContainer {
+                name: s.name.clone(),
+                image: s.image.clone(),
+                env: s.env.clone(),
+                command: s.command.clone(),
+            })
+            .collect(),
+        project_env: env,
+        overrides: req.overrides.clone(),
+        inputs,
+        primary_artifact: action
+            .outputs
+            .first()
+            .cloned()
+            .unwrap_or_else(|| action.name.clone()),
+        ids: BuildIds {
+            build_id: format!("{}:{}", req.project, uuid::Uuid::now_v7()),
+            build_number: req.number,
+            initiator: format!("slipway/{}", req.trigger),
+            source_version: req.source_version.clone(),
+            resolved_source_version: req.revision.clone(),
+            batch_identifier: None,
+            project: req.project.clone(),
+        },
+        timeout: action.timeout,
+        cancel: cancel.child_token(),
+    };
+    dispatch
+        .run(
+            crate::dispatch::RemoteBuild {
+                job,
+                buildspec_path: b.buildspec.clone(),
+                runs_on: b.runs_on.clone(),
+                executor: crate::dispatch::remote_executor(
+                    b,
+                    req.default_executor,
+                    req.default_image.as_ref(),
+                ),
+            },
+            events,
+        )
+        .await
 }
 
 /// The action's input artifacts other than `source` (which the workspace starts from), as

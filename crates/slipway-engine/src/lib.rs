@@ -4,6 +4,7 @@
 pub mod artifacts;
 pub mod build;
 mod cache;
+pub mod dispatch;
 pub mod events;
 pub mod image;
 pub mod execution;
@@ -12,6 +13,7 @@ pub mod secrets;
 pub mod workspace;
 
 pub use build::{BuildEnvironment, BuildIds, BuildJob, BuildResult, run_build};
+pub use dispatch::{Dispatch, RemoteBuild};
 pub use events::{ActionLog, EventSink};
 pub use execution::{
     ActionSummary, ApprovalRequest, Approver, Decision, Engine, ExecutionRequest, ExecutionResult, Executors,

@@ -4,3 +4,4 @@ pub mod api;
 pub mod event;
 
 pub use event::{ArtifactRef, EVENT_SCHEMA_VERSION, Event, EventBody, ReportSummary, TestFailure};
+pub mod job;

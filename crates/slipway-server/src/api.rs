@@ -175,6 +175,16 @@ pub fn table() -> Vec<(RouteInfo, MethodRouter<AppState>)> {
             false,
             post(slipway_registry::admin::gc),
         ),
+        // Agents (docs/agents.md): the job protocol authenticates each agent by its token.
+        r("GET", "/api/v1/agents", false, get(crate::agents::list)),
+        r("POST", "/api/v1/agents/tokens", false, post(crate::agents::create_token)),
+        r("POST", "/api/v1/agent/register", true, post(crate::agents::register)),
+        r("POST", "/api/v1/agent/lease", true, post(crate::agents::lease)),
+        r("POST", "/api/v1/agent/jobs/{id}/heartbeat", true, post(crate::agents::heartbeat)),
+        r("POST", "/api/v1/agent/jobs/{id}/events", true, post(crate::agents::events)),
+        r("POST", "/api/v1/agent/jobs/{id}/result", true, post(crate::agents::result)),
+        r("GET", "/api/v1/agent/blobs/{digest}", true, get(crate::agents::get_blob)),
+        r("PUT", "/api/v1/agent/blobs/{digest}", true, axum::routing::put(crate::agents::put_blob)),
         // Hosted repositories (git smart HTTP); authentication comes with the security issue.
         r("GET", "/git/{*rest}", false, get(crate::hosting::serve)),
         r("POST", "/git/{*rest}", false, post(crate::hosting::serve)),
@@ -218,7 +228,16 @@ pub fn routes(state: AppState) -> Router {
         slipway_registry::admin::get_lifecycle,
         slipway_registry::admin::put_lifecycle,
         slipway_registry::admin::preview_lifecycle,
-        slipway_registry::admin::gc
+        slipway_registry::admin::gc,
+        crate::agents::list,
+        crate::agents::create_token,
+        crate::agents::register,
+        crate::agents::lease,
+        crate::agents::heartbeat,
+        crate::agents::events,
+        crate::agents::result,
+        crate::agents::put_blob,
+        crate::agents::get_blob
     ),
     components(schemas(
         Project,
@@ -233,6 +252,8 @@ pub fn routes(state: AppState) -> Router {
         StartExecution,
         Decide,
         GcReport,
+        slipway_proto::job::AgentInfo,
+        slipway_proto::job::RegistrationToken,
         slipway_proto::api::ApiError
     ))
 )]

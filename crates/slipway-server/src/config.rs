@@ -21,6 +21,7 @@ pub struct Config {
     pub retention: RetentionConfig,
     pub registry: RegistrySettings,
     pub sources: SourcesConfig,
+    pub agents: AgentsConfig,
     pub notify: NotifyConfig,
 }
 
@@ -35,6 +36,13 @@ pub struct NotifyConfig {
     /// The server's URL as forges and people reach it, for links and webhook URLs (default:
     /// `http://<listen address>`).
     pub public_url: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct AgentsConfig {
+    /// How long an agent's lease on a job lives without a heartbeat: a lost agent's job
+    /// ends (as a fault) within this.
+    pub lease_ttl: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -103,6 +111,9 @@ impl Config {
             sources: SourcesConfig {
                 poll_interval: Duration::from_secs(60),
             },
+            agents: AgentsConfig {
+                lease_ttl: Duration::from_secs(15),
+            },
             notify: NotifyConfig {
                 retry_backoff: Duration::from_secs(5),
                 max_attempts: 5,
@@ -154,6 +165,9 @@ impl Config {
         });
         f.sources = Some(SourcesSection {
             poll_interval: var("SLIPWAY_POLL_INTERVAL"),
+        });
+        f.agents = Some(AgentsSection {
+            lease_ttl: var("SLIPWAY_AGENT_LEASE_TTL"),
         });
         f.notify = Some(NotifySection {
             retry_backoff: var("SLIPWAY_NOTIFY_RETRY_BACKOFF"),
@@ -244,6 +258,12 @@ impl Config {
         if let Some(r) = f.registry {
             self.registry.apply(r)?;
         }
+        if let Some(a) = f.agents {
+            set_duration(&mut self.agents.lease_ttl, "agents.lease_ttl", a.lease_ttl)?;
+            if self.agents.lease_ttl < Duration::from_millis(300) {
+                return Err("agents.lease_ttl: at least 300ms".into());
+            }
+        }
         if let Some(n) = f.notify {
             set_duration(
                 &mut self.notify.retry_backoff,
@@ -300,6 +320,7 @@ struct FileConfig {
     retention: Option<RetentionSection>,
     registry: Option<RegistrySection>,
     sources: Option<SourcesSection>,
+    agents: Option<AgentsSection>,
     notify: Option<NotifySection>,
 }
 
@@ -309,6 +330,12 @@ struct NotifySection {
     retry_backoff: Option<String>,
     max_attempts: Option<u32>,
     public_url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentsSection {
+    lease_ttl: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

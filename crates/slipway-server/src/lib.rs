@@ -3,6 +3,7 @@
 //! the state database and the blob store, runs executions through the engine with the
 //! embedded runner, and recovers what a crash left.
 
+pub mod agents;
 pub mod api;
 pub mod backup;
 pub mod config;
@@ -49,6 +50,8 @@ pub struct AppState {
     pub registry: Arc<slipway_registry::Registry>,
     /// Image builds on the Docker engine (retention prunes what they left).
     pub images: Option<Arc<dyn slipway_executor::ImageBuilder>>,
+    /// Agents and the jobs queued for them (build actions with `runs-on`).
+    pub agents: Arc<agents::Agents>,
 }
 
 /// A server that is listening; dropped or `stop`ped, it shuts down.
@@ -106,6 +109,8 @@ impl Server {
                 password,
             }),
         });
+        let agents = agents::Agents::new(db.clone(), blobs.clone(), config.agents.lease_ttl);
+        engine.dispatch = Some(agents.clone());
         let sched = Scheduler::new(
             db,
             config.data.clone(),
@@ -121,7 +126,14 @@ impl Server {
             registry,
             docker,
             images,
+            agents: agents.clone(),
         };
+        agents.attach(sched.updates.clone());
+        agents
+            .after_restart()
+            .await
+            .map_err(|e| anyhow::anyhow!(e.message))?;
+        sched.set_agents(agents.clone());
         let recovered = sched
             .recover()
             .await
@@ -130,6 +142,7 @@ impl Server {
             tracing::info!(recovered, "continued executions interrupted by a restart");
         }
         let shutdown = CancellationToken::new();
+        tokio::spawn(agents.clone().run_sweeper(shutdown.clone()));
         tokio::spawn(gc::run_periodically(state.clone(), shutdown.clone()));
         tokio::spawn(state.registry.clone().run_periodically(shutdown.clone()));
         tokio::spawn(poll::run_periodically(state.clone(), shutdown.clone()));

@@ -54,6 +54,8 @@ pub struct Scheduler {
     queued: std::sync::atomic::AtomicI64,
     /// Execution modes: who may run, and who may enter which stage.
     lanes: crate::modes::Lanes,
+    /// Agents' jobs: recovery re-attaches to those still open.
+    agents: std::sync::OnceLock<Arc<crate::agents::Agents>>,
 }
 
 impl Scheduler {
@@ -78,8 +80,14 @@ impl Scheduler {
                 tasks: TaskTracker::new(),
                 queued: Default::default(),
                 lanes: Default::default(),
+                agents: Default::default(),
             }
         })
+    }
+
+    /// Agents whose open jobs recovery re-attaches to (set once at start).
+    pub fn set_agents(&self, agents: Arc<crate::agents::Agents>) {
+        let _ = self.agents.set(agents);
     }
 
     pub fn queue_depth(&self) -> i64 {
@@ -500,7 +508,12 @@ impl Scheduler {
             let mut seq = row.last_seq;
             let mut events = Vec::new();
             for a in self.db.actions(row.id).await? {
-                if a.status == Status::Running {
+                // A job an agent still runs (or that waits for one) is re-attached on resume.
+                let on_agent = match self.agents.get() {
+                    Some(ag) => ag.has_open_job(row.id, &a.stage, &a.action).await,
+                    None => false,
+                };
+                if a.status == Status::Running && !on_agent {
                     seq += 1;
                     events.push(Event {
                         v: slipway_proto::EVENT_SCHEMA_VERSION,

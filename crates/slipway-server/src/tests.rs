@@ -44,6 +44,7 @@ pub(crate) async fn engine(data: &Path) -> Engine {
         registry: None,
         retry_backoff: Duration::ZERO,
         job_slots: None,
+        dispatch: None,
     }
 }
 

@@ -205,6 +205,9 @@ pub struct BuildAction {
     pub env: Vec<(String, String)>,
     pub privileged: bool,
     pub services: Vec<ServiceSpec>,
+    /// Labels an agent must have to run this build (`runs-on`); empty: the server's
+    /// embedded runner runs it.
+    pub runs_on: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -314,6 +317,7 @@ pub fn implicit(name: &str, buildspec: &str) -> Pipeline {
                     env: Vec::new(),
                     privileged: false,
                     services: Vec::new(),
+                    runs_on: Vec::new(),
                 }),
                 run_order: 1,
                 inputs: Vec::new(),
@@ -367,6 +371,7 @@ const TYPED_KEYS: &[(&str, &[Type])] = &[
     ("executor", &[Type::Build]),
     ("env", &[Type::Build]),
     ("privileged", &[Type::Build]),
+    ("runs-on", &[Type::Build]),
     ("services", &[Type::Build, Type::Deploy]),
     ("dockerfile", &[Type::Image]),
     ("context", &[Type::Image]),
@@ -1462,6 +1467,10 @@ impl Reader {
             .get("services")
             .map(|n| self.services(n, &join(path, "services")))
             .unwrap_or_default();
+        let runs_on = m
+            .get("runs-on")
+            .map(|n| self.labels(n, &join(path, "runs-on")))
+            .unwrap_or_default();
         if let (Some(ExecutorChoice::Local), Some(n)) = (executor, executor_node) {
             let ep = join(path, "executor");
             for (set, what) in [
@@ -1486,7 +1495,44 @@ impl Reader {
             env,
             privileged,
             services,
+            runs_on,
         }
+    }
+
+    /// `runs-on`: one agent label or a list of them (letters, digits, `_`, `-`, `.`, `:`, `=`).
+    fn labels(&mut self, node: &Node, path: &str) -> Vec<String> {
+        let items: Vec<&Node> = match node.as_seq() {
+            Some(items) => items.iter().collect(),
+            None => vec![node],
+        };
+        let mut out = Vec::new();
+        let mut bad = 0;
+        for (i, n) in items.into_iter().enumerate() {
+            let p = format!("{path}[{i}]");
+            let Some(label) = self.string(n, &p) else {
+                bad += 1;
+                continue;
+            };
+            let ok = !label.is_empty()
+                && label.len() <= 100
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '='));
+            if ok {
+                out.push(label);
+            } else {
+                bad += 1;
+                self.error(n.pos, &p, format!("agent label `{label}` is not valid"))
+                    .hint = Some(
+                    "use letters, digits, `_`, `-`, `.`, `:` and `=`, at most 100 characters".into(),
+                );
+            }
+        }
+        if out.is_empty() && bad == 0 {
+            self.error(node.pos, path, "`runs-on` names no label".to_string())
+                .hint = Some("name the labels an agent must have, e.g. `runs-on: [linux]`".into());
+        }
+        out
     }
 
     fn services(&mut self, node: &Node, path: &str) -> Vec<ServiceSpec> {

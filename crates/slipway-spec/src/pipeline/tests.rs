@@ -319,7 +319,7 @@ stages:
     .slipway/pipeline.yml:5:5: error: unknown key `actoins` in `stages[0]` (at `stages[0].actoins`)
       hint: did you mean `actions`?
     .slipway/pipeline.yml:10:9: error: unknown key `scirpt` in `stages[1].actions[0]` (at `stages[1].actions[0].scirpt`)
-      hint: expected one of: name, type, run-order, namespace, timeout, inputs, outputs, retry, buildspec, image, executor, env, privileged, services
+      hint: expected one of: name, type, run-order, namespace, timeout, inputs, outputs, retry, buildspec, image, executor, env, privileged, runs-on, services
     .slipway/pipeline.yml:11:9: error: unknown key `run_order` in `stages[1].actions[0]` (at `stages[1].actions[0].run_order`)
       hint: did you mean `run-order`?
     .slipway/pipeline.yml:12:9: error: unknown key `buildpsec` in `stages[1].actions[0]` (at `stages[1].actions[0].buildpsec`)
@@ -742,4 +742,25 @@ fn a_schedule_can_name_its_time_zone() {
     .slipway/pipeline.yml:3:46: error: `../etc/passwd` is not a time zone name (at `triggers[0].schedule.timezone`)
       hint: an IANA name such as `UTC`, `Europe/Paris` or `America/New_York`
     ");
+}
+
+#[test]
+fn runs_on_names_agent_labels() {
+    let ok = "name: p\nstages:\n  - name: s\n    actions:\n      - name: a\n        type: build\n        runs-on: [linux, gpu]\n      - name: b\n        type: build\n        runs-on: arm64\n";
+    let (p, diags) = parse(ok);
+    let p = p.unwrap_or_else(|| panic!("{diags:?}"));
+    let labels: Vec<Vec<String>> = p.stages[0]
+        .actions
+        .iter()
+        .map(|a| match &a.kind {
+            ActionKind::Build(b) => b.runs_on.clone(),
+            _ => unreachable!(),
+        })
+        .collect();
+    assert_eq!(labels, vec![vec!["linux".to_string(), "gpu".into()], vec!["arm64".into()]]);
+    let bad = check("name: p\nstages:\n  - name: s\n    actions:\n      - name: a\n        type: build\n        runs-on: [\"has space\"]\n      - name: b\n        type: approval\n        runs-on: [x]\n");
+    assert!(bad.contains("agent label `has space` is not valid"), "{bad}");
+    assert!(bad.contains("runs-on"), "{bad}");
+    let empty = check("name: p\nstages:\n  - name: s\n    actions:\n      - name: a\n        type: build\n        runs-on: []\n");
+    assert!(empty.contains("names no label"), "{empty}");
 }

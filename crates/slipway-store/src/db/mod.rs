@@ -6,6 +6,7 @@
 //! BIGINT ids and times (Unix ms), flags as SMALLINT 0/1, JSON and statuses as TEXT, `$1`
 //! placeholders, no `query!` macros.
 
+mod agents;
 mod backup;
 mod events;
 mod hooks;
@@ -22,6 +23,8 @@ use std::sync::Once;
 use std::time::Duration;
 
 pub use sources::{RefUpdate, SourceSettings};
+
+pub use agents::{AgentRow, JobRow, JobState, LeasedJob, NewAgent, NewJob};
 
 pub use registry::{
     ImageRow, ManifestRow, NewManifest, PutManifestError, RefKind, RepoRow, RepoSummary,

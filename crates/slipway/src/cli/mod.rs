@@ -1,6 +1,7 @@
 //! The command line: one module per subcommand; glue only. Exit codes: 0 success, 1 the
 //! pipeline or build failed, 2 bad usage or invalid files.
 
+mod agent;
 mod approve;
 mod backup;
 mod build;
@@ -70,6 +71,8 @@ enum Command {
     Backup(backup::BackupArgs),
     /// Restore a backup into the data directory (the server stopped).
     Restore(backup::RestoreArgs),
+    /// Agents: run jobs for a server on this machine (`agent run`), list them, issue tokens.
+    Agent(agent::Args),
 }
 
 /// Failures that map to exit code 2: bad usage or invalid files (already printed).
@@ -126,6 +129,7 @@ pub fn main() -> ExitCode {
             Command::Registry(a) => registry::run(a).await,
             Command::Backup(a) => backup::backup(a).await,
             Command::Restore(a) => backup::restore(a, &data).await,
+            Command::Agent(a) => agent::run(a, &data).await,
         }
     });
     match result {

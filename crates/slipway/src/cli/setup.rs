@@ -208,6 +208,7 @@ pub async fn server_engine(data: &Path, approver: Arc<dyn Approver>) -> anyhow::
         registry: None,
         retry_backoff: Duration::ZERO,
         job_slots: None,
+        dispatch: None,
     })
 }
 
@@ -235,5 +236,6 @@ pub async fn engine(
         registry: None,
         retry_backoff: Duration::ZERO,
         job_slots: None,
+        dispatch: None,
     })
 }

@@ -1,6 +1,7 @@
 //! The one integration-test binary: drives the built `slipway` with real git and a real
 //! Docker engine, as a user would.
 
+mod agents;
 mod architecture;
 mod build;
 mod crash;
