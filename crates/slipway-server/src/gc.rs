@@ -51,6 +51,13 @@ pub async fn collect(s: &AppState, dry_run: bool) -> Result<GcReport, ApiError> 
             s.sched.db.delete_execution(row.id).await?;
         }
     }
+    if !dry_run && let Some(age) = r.max_age {
+        // The webhook and notification logs age out with the executions they explain.
+        s.sched
+            .db
+            .prune_delivery_logs(now_ms() - age.as_millis() as i64)
+            .await?;
+    }
     let mut live = s.sched.db.live_digests().await?;
     // The registry's blobs and manifests are live too (its own GC collects them).
     live.extend(s.sched.db.registry_live_digests().await?);

@@ -307,6 +307,24 @@ impl Db {
         Ok(event)
     }
 
+    /// Removes delivery and notification records older than `before_ms` (retention), except
+    /// notifications still pending; returns how many rows went.
+    pub async fn prune_delivery_logs(&self, before_ms: i64) -> DbResult<u64> {
+        let a = sqlx::query("DELETE FROM deliveries WHERE received_ms < $1")
+            .bind(before_ms)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        let b = sqlx::query(
+            "DELETE FROM notification_deliveries WHERE created_ms < $1 AND state <> 'pending'",
+        )
+        .bind(before_ms)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(a + b)
+    }
+
     /// Requests still `pending`, oldest first: those a stopped server left to finish.
     pub async fn pending_notifications(&self) -> DbResult<Vec<NotificationRow>> {
         let q = format!(
@@ -445,8 +463,30 @@ mod tests {
     both!(
         settings_are_made_once_and_replaced,
         a_replayed_delivery_id_collides,
-        notifications_record_attempts
+        notifications_record_attempts,
+        old_delivery_logs_are_pruned
     );
+
+    async fn old_delivery_logs_are_pruned(db: Db) {
+        let p = db.create_project("hello", "/r", 1).await.unwrap();
+        for (id, at) in [("old", 10), ("new", 1_000)] {
+            db.record_delivery(&NewDelivery {
+                project_id: p.id,
+                source: "github",
+                delivery_id: Some(id),
+                event: Some("push"),
+                received_ms: at,
+                status: 202,
+                outcome: "x",
+            })
+            .await
+            .unwrap();
+        }
+        assert_eq!(db.prune_delivery_logs(500).await.unwrap(), 1);
+        let left = db.deliveries(p.id, None, 10).await.unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].delivery_id.as_deref(), Some("new"));
+    }
 
     async fn settings_are_made_once_and_replaced(db: Db) {
         let p = db.create_project("hello", "/r", 1).await.unwrap();
