@@ -152,8 +152,12 @@ impl JobSource for HttpSource {
 
     async fn send_events(&self, job: i64, chunk: &EventChunk) -> Result<ChunkAck, SourceError> {
         let id = job.to_string();
-        self.post(&["agent", "jobs", &id, "events"], chunk, Duration::from_secs(30))
-            .await
+        self.post(
+            &["agent", "jobs", &id, "events"],
+            chunk,
+            Duration::from_secs(30),
+        )
+        .await
     }
 
     async fn fetch_blob(&self, digest: &Digest, into: &BlobStore) -> Result<(), SourceError> {
@@ -169,7 +173,8 @@ impl JobSource for HttpSource {
             .map_err(|e| SourceError::Fatal(e.to_string()))?;
         let mut body = resp.bytes_stream();
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| SourceError::Retry(format!("download cut short: {e}")))?;
+            let chunk =
+                chunk.map_err(|e| SourceError::Retry(format!("download cut short: {e}")))?;
             w.write(&chunk)
                 .await
                 .map_err(|e| SourceError::Fatal(e.to_string()))?;

@@ -81,7 +81,16 @@ pub(crate) async fn run(
         cancel.cancel();
         std::future::pending::<()>().await
     };
-    let work = run_job(source, config, store, &a, &dir, cancel.clone(), why.clone(), started);
+    let work = run_job(
+        source,
+        config,
+        store,
+        &a,
+        &dir,
+        cancel.clone(),
+        why.clone(),
+        started,
+    );
     tokio::pin!(work);
     tokio::pin!(beats);
     tokio::pin!(stopping);
@@ -161,7 +170,11 @@ async fn run_job(
         Ok(()) => tracing::info!(job = a.job_id, status = %report.status, "result reported"),
         Err(e) => tracing::warn!(job = a.job_id, error = %e, "the result could not be reported"),
     }
-    for d in blobs.iter().chain([&spec.source]).chain(spec.inputs.iter().map(|(_, d)| d)) {
+    for d in blobs
+        .iter()
+        .chain([&spec.source])
+        .chain(spec.inputs.iter().map(|(_, d)| d))
+    {
         let _ = store.remove(d);
     }
 }
@@ -232,13 +245,15 @@ async fn build(
     if let Err(e) = slipway_engine::workspace::prepare(&empty, &src, &tree).await {
         return fault(format!("unpacking the source: {e}"));
     }
-    let buildspec =
-        match slipway_engine::execution::load_buildspec(&src.join(&spec.buildspec), &spec.buildspec)
-            .await
-        {
-            Ok(b) => b,
-            Err(e) => return BuildResult::ended(Status::Failed, Some(e)),
-        };
+    let buildspec = match slipway_engine::execution::load_buildspec(
+        &src.join(&spec.buildspec),
+        &spec.buildspec,
+    )
+    .await
+    {
+        Ok(b) => b,
+        Err(e) => return BuildResult::ended(Status::Failed, Some(e)),
+    };
     let work_root = config.work_dir.join("work");
     let _ = tokio::fs::create_dir_all(&work_root).await;
     let env = BuildEnvironment {

@@ -131,7 +131,10 @@ pub async fn run(
 /// every workspace below the work directory. Returns what was removed, for the log.
 pub async fn remove_leftovers(config: &AgentConfig) -> String {
     let mut said = Vec::new();
-    for (what, ex) in [("local sessions", &config.local), ("containers and networks", &config.docker)] {
+    for (what, ex) in [
+        ("local sessions", &config.local),
+        ("containers and networks", &config.docker),
+    ] {
         if let Some(ex) = ex {
             match ex.remove_orphans().await {
                 Ok(0) => {}

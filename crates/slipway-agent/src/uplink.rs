@@ -131,7 +131,11 @@ pub async fn run(
                         )));
                     }
                     let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
-                    while q.chunks.front().is_some_and(|(c, _, _)| *c <= ack.acked_through) {
+                    while q
+                        .chunks
+                        .front()
+                        .is_some_and(|(c, _, _)| *c <= ack.acked_through)
+                    {
                         if let Some((_, ev, b)) = q.chunks.pop_front() {
                             q.bytes -= b;
                             sent.events += ev.len() as u64;

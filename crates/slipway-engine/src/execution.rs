@@ -653,9 +653,24 @@ async fn run_action_once(
                 Err(e) => return e,
             };
             if let (Some(d), true) = (&engine.dispatch, remote(engine, b)) {
-                let remote = RemoteParts { bs, env, image, inputs };
-                return run_remote(req, stage, action, b, attempt, remote, events, cancel, d.as_ref())
-                    .await;
+                let remote = RemoteParts {
+                    bs,
+                    env,
+                    image,
+                    inputs,
+                };
+                return run_remote(
+                    req,
+                    stage,
+                    action,
+                    b,
+                    attempt,
+                    remote,
+                    events,
+                    cancel,
+                    d.as_ref(),
+                )
+                .await;
             }
             // The embedded runner's concurrency: the build waits (queued) for a slot.
             let _slot = match &engine.job_slots {

@@ -159,7 +159,9 @@ pub async fn run_image(
         let _ = tokio::fs::remove_dir_all(&ws_root).await;
         return ended(Status::Fault, reason, d);
     }
-    phases.end("DOWNLOAD_SOURCE", t, Status::Succeeded, None).await;
+    phases
+        .end("DOWNLOAD_SOURCE", t, Status::Succeeded, None)
+        .await;
 
     let t = phases.start("IMAGE_BUILD").await;
     log.note(&format!("building {}", refs.join(", "))).await;
@@ -216,7 +218,10 @@ pub async fn run_image(
             "built {id}; not pushed: no registry here (give the action a `registry`, or run it on a Slipway server)"
         ))
         .await;
-        outputs.insert("image".to_string(), refs.first().cloned().unwrap_or_default());
+        outputs.insert(
+            "image".to_string(),
+            refs.first().cloned().unwrap_or_default(),
+        );
         outputs.insert("digest".to_string(), id);
         let d = log.finish().await;
         let mut r = BuildResult::ended(Status::Succeeded, None);

@@ -6,8 +6,8 @@ pub mod build;
 mod cache;
 pub mod dispatch;
 pub mod events;
-pub mod image;
 pub mod execution;
+pub mod image;
 pub mod reports;
 pub mod secrets;
 pub mod workspace;
@@ -16,6 +16,6 @@ pub use build::{BuildEnvironment, BuildIds, BuildJob, BuildResult, run_build};
 pub use dispatch::{Dispatch, RemoteBuild};
 pub use events::{ActionLog, EventSink};
 pub use execution::{
-    ActionSummary, ApprovalRequest, Approver, Decision, Engine, ExecutionRequest, ExecutionResult, Executors,
-    PriorAction, Resume, StageGate, run_execution,
+    ActionSummary, ApprovalRequest, Approver, Decision, Engine, ExecutionRequest, ExecutionResult,
+    Executors, PriorAction, Resume, StageGate, run_execution,
 };

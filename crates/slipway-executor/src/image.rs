@@ -87,7 +87,11 @@ fn dockerfile_name(context: &Path, dockerfile: &Path) -> String {
 }
 
 /// Writes the context as a tar into `out`, with the Dockerfile under [`dockerfile_name`].
-fn pack_context(context: &Path, dockerfile: &Path, out: impl std::io::Write) -> std::io::Result<()> {
+fn pack_context(
+    context: &Path,
+    dockerfile: &Path,
+    out: impl std::io::Write,
+) -> std::io::Result<()> {
     let mut tar = tar::Builder::new(out);
     tar.follow_symlinks(false);
     tar.mode(tar::HeaderMode::Deterministic);
@@ -137,7 +141,10 @@ impl ImageBuilder for DockerExecutor {
         }
         if !req.context.is_dir() {
             return Ok(ImageBuilt::Failed {
-                message: format!("the build context {} is not a directory", req.context.display()),
+                message: format!(
+                    "the build context {} is not a directory",
+                    req.context.display()
+                ),
             });
         }
         // The context streams to the engine as it is packed: never whole in memory.
@@ -145,7 +152,11 @@ impl ImageBuilder for DockerExecutor {
         let (context, dockerfile) = (req.context.clone(), req.dockerfile.clone());
         let df_name = dockerfile_name(&context, &dockerfile);
         let packer = tokio::task::spawn_blocking(move || {
-            pack_context(&context, &dockerfile, tokio_util::io::SyncIoBridge::new(writer))
+            pack_context(
+                &context,
+                &dockerfile,
+                tokio_util::io::SyncIoBridge::new(writer),
+            )
         });
         let args: std::collections::HashMap<String, String> =
             req.build_args.iter().cloned().collect();
@@ -216,7 +227,10 @@ impl ImageBuilder for DockerExecutor {
         for extra in req.tags.iter().skip(1) {
             let (repo, tag) = split_tag(extra);
             self.docker()
-                .tag_image(&id, Some(TagImageOptionsBuilder::new().repo(repo).tag(tag).build()))
+                .tag_image(
+                    &id,
+                    Some(TagImageOptionsBuilder::new().repo(repo).tag(tag).build()),
+                )
                 .await
                 .map_err(|e| ExecutorError::docker("tagging an image", e))?;
         }
@@ -311,8 +325,14 @@ mod tests {
 
     #[test]
     fn tags_split_after_the_last_slash() {
-        assert_eq!(split_tag("127.0.0.1:8080/p/app:v1"), ("127.0.0.1:8080/p/app", "v1"));
-        assert_eq!(split_tag("127.0.0.1:8080/p/app"), ("127.0.0.1:8080/p/app", "latest"));
+        assert_eq!(
+            split_tag("127.0.0.1:8080/p/app:v1"),
+            ("127.0.0.1:8080/p/app", "v1")
+        );
+        assert_eq!(
+            split_tag("127.0.0.1:8080/p/app"),
+            ("127.0.0.1:8080/p/app", "latest")
+        );
         assert_eq!(split_tag("app:1.2"), ("app", "1.2"));
     }
 }

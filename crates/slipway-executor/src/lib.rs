@@ -21,7 +21,9 @@ use async_trait::async_trait;
 
 pub use docker::{DockerConfig, DockerExecutor, LABEL_HOST, LABEL_JOB, LABEL_PID, LABEL_RUNNER};
 pub use error::ExecutorError;
-pub use image::{ImageBuildRequest, ImageBuilder, ImageBuilt, ImagePushed, RegistryAuth, split_tag};
+pub use image::{
+    ImageBuildRequest, ImageBuilder, ImageBuilt, ImagePushed, RegistryAuth, split_tag,
+};
 pub use local::{LocalConfig, LocalExecutor};
 pub use session::ShellSession;
 pub use tokio_util::sync::CancellationToken;

@@ -26,13 +26,13 @@ use futures::StreamExt;
 use slipway_engine::events::now_ms;
 use slipway_engine::{BuildResult, Dispatch, EventSink, RemoteBuild};
 use slipway_model::{Digest, Status};
+use slipway_proto::EventBody;
 use slipway_proto::api::Page;
 use slipway_proto::job::{
     AgentInfo, Assignment, BuildIds, ChunkAck, EventChunk, Heartbeat, HeartbeatReply,
     JOB_PROTOCOL_VERSION, JobResult, JobSpec, LeaseReply, LeaseRequest, Register, Registered,
     RegistrationToken, Service, VERSION_HEADER,
 };
-use slipway_proto::EventBody;
 use slipway_spec::pipeline::ExecutorChoice;
 use slipway_store::db::{AgentRow, JobRow, JobState, NewAgent, NewJob};
 use slipway_store::{BlobStore, Db};
@@ -108,7 +108,10 @@ impl Agents {
     pub async fn after_restart(&self) -> Result<(), ApiError> {
         let n = self.db.extend_leases(now_ms() + self.ttl_ms()).await?;
         if n > 0 {
-            tracing::info!(leases = n, "agents hold jobs from before the restart; waiting for them to report in");
+            tracing::info!(
+                leases = n,
+                "agents hold jobs from before the restart; waiting for them to report in"
+            );
         }
         Ok(())
     }
@@ -140,7 +143,10 @@ impl Agents {
             }
             if last_prune.elapsed() > Duration::from_secs(600) {
                 last_prune = std::time::Instant::now();
-                let _ = self.db.prune_jobs(now_ms() - KEEP_DONE.as_millis() as i64).await;
+                let _ = self
+                    .db
+                    .prune_jobs(now_ms() - KEEP_DONE.as_millis() as i64)
+                    .await;
             }
         }
     }
@@ -331,13 +337,19 @@ impl Agents {
             .as_deref()
             .and_then(|r| serde_json::from_str::<JobResult>(r).ok())
         else {
-            return BuildResult::ended(Status::Fault, Some("the agent's result is unreadable".into()));
+            return BuildResult::ended(
+                Status::Fault,
+                Some("the agent's result is unreadable".into()),
+            );
         };
         for a in &r.artifacts {
             if !self.blobs.contains(&a.digest) {
                 return BuildResult::ended(
                     Status::Fault,
-                    Some(format!("artifact {} ({}) was not uploaded", a.name, a.digest)),
+                    Some(format!(
+                        "artifact {} ({}) was not uploaded",
+                        a.name, a.digest
+                    )),
                 );
             }
         }
@@ -353,7 +365,9 @@ impl Agents {
     }
 
     async fn wait(&self, b: RemoteBuild, events: &EventSink) -> Result<BuildResult, String> {
-        let execution_id = self.execution_id(&b.job.ids.project, b.job.ids.build_number).await?;
+        let execution_id = self
+            .execution_id(&b.job.ids.project, b.job.ids.build_number)
+            .await?;
         let j = self.queue(&b, execution_id).await?;
         if j.state == JobState::Done {
             return Ok(self.to_build_result(&j));
@@ -386,7 +400,12 @@ impl Agents {
     }
 
     /// Waits for the job to end, passing on a cancellation.
-    async fn follow(&self, b: &RemoteBuild, id: i64, live: &LiveJob) -> Result<BuildResult, String> {
+    async fn follow(
+        &self,
+        b: &RemoteBuild,
+        id: i64,
+        live: &LiveJob,
+    ) -> Result<BuildResult, String> {
         let mut done = live.done.subscribe();
         let mut cancelled_at: Option<std::time::Instant> = None;
         loop {
@@ -403,7 +422,10 @@ impl Agents {
                 // An agent that does not answer a cancel within its lease is not waited for.
                 if t.elapsed() > self.lease_ttl * 2 + Duration::from_secs(5) {
                     let r = cancelled_result(&j, "cancelled (the agent did not confirm)");
-                    self.db.finish_job(id, None, &r, now_ms()).await.map_err(|e| e.to_string())?;
+                    self.db
+                        .finish_job(id, None, &r, now_ms())
+                        .await
+                        .map_err(|e| e.to_string())?;
                     continue;
                 }
             }
@@ -431,7 +453,9 @@ impl Agents {
                 && agent.executors.contains(&j.executor);
             // A job whose execution no process waits on yet (a restart before recovery
             // re-attached) waits in the queue.
-            let Some(live) = self.live(j.id) else { continue };
+            let Some(live) = self.live(j.id) else {
+                continue;
+            };
             if !fits {
                 continue;
             }
@@ -472,7 +496,11 @@ impl Agents {
                 acked_through: j.acked_chunk,
             });
         }
-        if let Some(bad) = c.events.iter().find(|e| !job_event(e, &live.stage, &live.action)) {
+        if let Some(bad) = c
+            .events
+            .iter()
+            .find(|e| !job_event(e, &live.stage, &live.action))
+        {
             return Err(ApiError::invalid(format!(
                 "chunk {}: a job sends only its own phase and log events, not {}",
                 c.chunk,
@@ -663,7 +691,9 @@ fn check_version(headers: &HeaderMap) -> Result<(), ApiError> {
 
 /// SHA-256 of a token, hex: all the server keeps of it.
 pub fn token_hash(token: &str) -> String {
-    slipway_model::Digest::of(token.as_bytes()).hex().to_string()
+    slipway_model::Digest::of(token.as_bytes())
+        .hex()
+        .to_string()
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -690,7 +720,9 @@ fn random_token(prefix: &str) -> Result<String, ApiError> {
 
 /// `POST /api/v1/agents/tokens`: a registration token, shown once.
 #[utoipa::path(post, path = "/api/v1/agents/tokens", responses((status = 201, body = RegistrationToken)))]
-pub async fn create_token(State(s): State<AppState>) -> Result<(StatusCode, Json<RegistrationToken>), ApiError> {
+pub async fn create_token(
+    State(s): State<AppState>,
+) -> Result<(StatusCode, Json<RegistrationToken>), ApiError> {
     let token = random_token("slpr_")?;
     s.sched
         .db
@@ -713,7 +745,12 @@ pub async fn list(State(s): State<AppState>) -> Result<Json<Page<AgentInfo>>, Ap
             running: leased
                 .iter()
                 .filter(|j| j.agent_id == a.id)
-                .map(|j| format!("{}#{} {}/{} ({})", j.project, j.number, j.stage, j.action, j.attempt))
+                .map(|j| {
+                    format!(
+                        "{}#{} {}/{} ({})",
+                        j.project, j.number, j.stage, j.action, j.attempt
+                    )
+                })
                 .collect(),
             id: a.id,
             name: a.name,
@@ -743,13 +780,21 @@ pub async fn register(
     let hash = token_hash(r.token.trim());
     match s.sched.db.registration_token(&hash).await? {
         Some(stored) if constant_time_eq(stored.as_bytes(), hash.as_bytes()) => {}
-        _ => return Err(unauthorized("unknown registration token (`slipway agent token create` issues one)")),
+        _ => {
+            return Err(unauthorized(
+                "unknown registration token (`slipway agent token create` issues one)",
+            ));
+        }
     }
     if r.name.trim().is_empty() || r.name.len() > 100 {
-        return Err(ApiError::invalid("an agent needs a name of at most 100 characters"));
+        return Err(ApiError::invalid(
+            "an agent needs a name of at most 100 characters",
+        ));
     }
     if let Some(bad) = r.executors.iter().find(|e| *e != "local" && *e != "docker") {
-        return Err(ApiError::invalid(format!("unknown executor `{bad}` (local, docker)")));
+        return Err(ApiError::invalid(format!(
+            "unknown executor `{bad}` (local, docker)"
+        )));
     }
     let token = random_token("slpa_")?;
     let agent = s
@@ -792,7 +837,10 @@ pub async fn lease(
         if let Some(job) = hub.try_lease(&caller.agent).await? {
             return Ok(Json(LeaseReply { job: Some(job) }));
         }
-        if tokio::time::timeout_at(deadline, changed.changed()).await.is_err() {
+        if tokio::time::timeout_at(deadline, changed.changed())
+            .await
+            .is_err()
+        {
             return Ok(Json(LeaseReply { job: None }));
         }
     }
@@ -875,7 +923,10 @@ pub async fn result(
         // Sent again after an answer that was lost: already recorded.
         Err(e) => {
             return match hub.db.job(id).await? {
-                Some(j) if j.state == JobState::Done && j.lease_id.as_deref() == Some(r.lease_id.as_str()) => {
+                Some(j)
+                    if j.state == JobState::Done
+                        && j.lease_id.as_deref() == Some(r.lease_id.as_str()) =>
+                {
                     Ok(StatusCode::OK)
                 }
                 _ => Err(e),
@@ -889,7 +940,11 @@ pub async fn result(
         )));
     }
     let text = serde_json::to_string(&r).map_err(ApiError::internal)?;
-    if !hub.db.finish_job(id, Some(&r.lease_id), &text, now_ms()).await? {
+    if !hub
+        .db
+        .finish_job(id, Some(&r.lease_id), &text, now_ms())
+        .await?
+    {
         return Err(lease_lost(id, "the lease ended"));
     }
     tracing::info!(job = id, status = %r.status, "agent job finished");
@@ -945,7 +1000,8 @@ pub async fn get_blob(
     let len = f.metadata().await.map(|m| m.len()).ok();
     let mut resp = Body::from_stream(tokio_util::io::ReaderStream::new(f)).into_response();
     if let Some(len) = len {
-        resp.headers_mut().insert(header::CONTENT_LENGTH, len.into());
+        resp.headers_mut()
+            .insert(header::CONTENT_LENGTH, len.into());
     }
     Ok(resp)
 }

@@ -99,7 +99,9 @@ impl Server {
         // Image actions push to this registry, signed in as its configured user.
         let password = match (&registry.config().password, registry.password_file()) {
             (Some(p), _) => Some(p.clone()),
-            (None, Some(f)) => std::fs::read_to_string(f).ok().map(|p| p.trim().to_string()),
+            (None, Some(f)) => std::fs::read_to_string(f)
+                .ok()
+                .map(|p| p.trim().to_string()),
             (None, None) => None,
         };
         engine.registry = Some(slipway_engine::image::RegistryTarget {
@@ -147,8 +149,8 @@ impl Server {
         tokio::spawn(state.registry.clone().run_periodically(shutdown.clone()));
         tokio::spawn(poll::run_periodically(state.clone(), shutdown.clone()));
         tokio::spawn(schedule::run_periodically(sched.clone(), shutdown.clone()));
-        let public_url = (state.config.notify.public_url.clone())
-            .unwrap_or_else(|| format!("http://{addr}"));
+        let public_url =
+            (state.config.notify.public_url.clone()).unwrap_or_else(|| format!("http://{addr}"));
         tokio::spawn(notify::run(state.clone(), public_url, shutdown.clone()));
         let app = api::routes(state.clone())
             .merge(slipway_registry::router(state.registry.clone()))

@@ -1524,7 +1524,8 @@ impl Reader {
                 bad += 1;
                 self.error(n.pos, &p, format!("agent label `{label}` is not valid"))
                     .hint = Some(
-                    "use letters, digits, `_`, `-`, `.`, `:` and `=`, at most 100 characters".into(),
+                    "use letters, digits, `_`, `-`, `.`, `:` and `=`, at most 100 characters"
+                        .into(),
                 );
             }
         }

@@ -757,10 +757,23 @@ fn runs_on_names_agent_labels() {
             _ => unreachable!(),
         })
         .collect();
-    assert_eq!(labels, vec![vec!["linux".to_string(), "gpu".into()], vec!["arm64".into()]]);
-    let bad = check("name: p\nstages:\n  - name: s\n    actions:\n      - name: a\n        type: build\n        runs-on: [\"has space\"]\n      - name: b\n        type: approval\n        runs-on: [x]\n");
-    assert!(bad.contains("agent label `has space` is not valid"), "{bad}");
+    assert_eq!(
+        labels,
+        vec![
+            vec!["linux".to_string(), "gpu".into()],
+            vec!["arm64".into()]
+        ]
+    );
+    let bad = check(
+        "name: p\nstages:\n  - name: s\n    actions:\n      - name: a\n        type: build\n        runs-on: [\"has space\"]\n      - name: b\n        type: approval\n        runs-on: [x]\n",
+    );
+    assert!(
+        bad.contains("agent label `has space` is not valid"),
+        "{bad}"
+    );
     assert!(bad.contains("runs-on"), "{bad}");
-    let empty = check("name: p\nstages:\n  - name: s\n    actions:\n      - name: a\n        type: build\n        runs-on: []\n");
+    let empty = check(
+        "name: p\nstages:\n  - name: s\n    actions:\n      - name: a\n        type: build\n        runs-on: []\n",
+    );
     assert!(empty.contains("names no label"), "{empty}");
 }

@@ -362,7 +362,12 @@ impl Db {
 
     /// Renews a lease that is still held; `None` when it is not (expired, done, another's).
     /// `Some(cancel_requested)` otherwise.
-    pub async fn renew_lease(&self, id: i64, lease_id: &str, expires_ms: i64) -> DbResult<Option<bool>> {
+    pub async fn renew_lease(
+        &self,
+        id: i64,
+        lease_id: &str,
+        expires_ms: i64,
+    ) -> DbResult<Option<bool>> {
         let done = sqlx::query(
             "UPDATE agent_jobs SET lease_expires_ms = $3 \
              WHERE id = $1 AND lease_id = $2 AND state = 'leased'",

@@ -45,11 +45,13 @@ fn job(execution_id: i64, attempt: u32) -> NewJob {
 
 async fn agents_register_with_a_stored_token_hash(c: Case) {
     c.db.create_registration_token("r1", 1).await.unwrap();
-    assert_eq!(c.db.registration_token("r1").await.unwrap().as_deref(), Some("r1"));
+    assert_eq!(
+        c.db.registration_token("r1").await.unwrap().as_deref(),
+        Some("r1")
+    );
     assert_eq!(c.db.registration_token("nope").await.unwrap(), None);
-    let a = c
-        .db
-        .register_agent(&NewAgent {
+    let a =
+        c.db.register_agent(&NewAgent {
             name: "box".into(),
             labels: vec!["linux".into(), "x86".into()],
             executors: vec!["local".into()],
@@ -71,9 +73,8 @@ async fn agents_register_with_a_stored_token_hash(c: Case) {
 
 async fn a_job_is_leased_once_renewed_acked_and_finished(c: Case) {
     let p = c.db.create_project("hello", "/repo", 1).await.unwrap();
-    let e = c
-        .db
-        .create_execution(&crate::db::NewExecution {
+    let e =
+        c.db.create_execution(&crate::db::NewExecution {
             project_id: p.id,
             pipeline: "p".into(),
             trigger: "api".into(),
@@ -88,22 +89,48 @@ async fn a_job_is_leased_once_renewed_acked_and_finished(c: Case) {
     assert_eq!(c.db.queue_job(&job(e.id, 1)).await.unwrap().id, j.id);
     assert_eq!(c.db.queued_jobs().await.unwrap().len(), 1);
     assert!(c.db.claim_job(j.id, 7, "L1", 100, 10).await.unwrap());
-    assert!(!c.db.claim_job(j.id, 8, "L2", 100, 10).await.unwrap(), "leased twice");
-    assert_eq!(c.db.renew_lease(j.id, "L1", 200).await.unwrap(), Some(false));
+    assert!(
+        !c.db.claim_job(j.id, 8, "L2", 100, 10).await.unwrap(),
+        "leased twice"
+    );
+    assert_eq!(
+        c.db.renew_lease(j.id, "L1", 200).await.unwrap(),
+        Some(false)
+    );
     assert_eq!(c.db.renew_lease(j.id, "L2", 200).await.unwrap(), None);
     let leased = c.db.leased_jobs().await.unwrap();
     assert_eq!(leased.len(), 1);
-    assert_eq!((leased[0].project.as_str(), leased[0].number, leased[0].agent_id), ("hello", e.number, 7));
+    assert_eq!(
+        (
+            leased[0].project.as_str(),
+            leased[0].number,
+            leased[0].agent_id
+        ),
+        ("hello", e.number, 7)
+    );
     assert!(c.db.ack_chunk(j.id, "L1", 1, 40).await.unwrap());
-    assert!(!c.db.ack_chunk(j.id, "L1", 1, 40).await.unwrap(), "only forward");
+    assert!(
+        !c.db.ack_chunk(j.id, "L1", 1, 40).await.unwrap(),
+        "only forward"
+    );
     c.db.request_job_cancel(j.id).await.unwrap();
     assert_eq!(c.db.renew_lease(j.id, "L1", 300).await.unwrap(), Some(true));
     assert_eq!(c.db.open_jobs(e.id).await.unwrap().len(), 1);
     assert!(!c.db.finish_job(j.id, Some("L2"), "{}", 20).await.unwrap());
-    assert!(c.db.finish_job(j.id, Some("L1"), "{\"status\":\"succeeded\"}", 20).await.unwrap());
-    assert!(!c.db.finish_job(j.id, Some("L1"), "{}", 21).await.unwrap(), "finished twice");
+    assert!(
+        c.db.finish_job(j.id, Some("L1"), "{\"status\":\"succeeded\"}", 20)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !c.db.finish_job(j.id, Some("L1"), "{}", 21).await.unwrap(),
+        "finished twice"
+    );
     let done = c.db.job(j.id).await.unwrap().unwrap();
-    assert_eq!((done.state, done.acked_chunk, done.acked_seq), (JobState::Done, 1, 40));
+    assert_eq!(
+        (done.state, done.acked_chunk, done.acked_seq),
+        (JobState::Done, 1, 40)
+    );
     assert_eq!(done.result.as_deref(), Some("{\"status\":\"succeeded\"}"));
     assert!(c.db.open_jobs(e.id).await.unwrap().is_empty());
     assert_eq!(c.db.prune_jobs(21).await.unwrap(), 1);
@@ -119,9 +146,16 @@ async fn a_lapsed_lease_is_lost_and_stays_lost(c: Case) {
     let lapsed = c.db.expired_leases(151).await.unwrap();
     assert_eq!(lapsed.len(), 1);
     // A heartbeat that renewed it in between wins over the expiry.
-    assert_eq!(c.db.renew_lease(j.id, "L1", 400).await.unwrap(), Some(false));
+    assert_eq!(
+        c.db.renew_lease(j.id, "L1", 400).await.unwrap(),
+        Some(false)
+    );
     assert!(!c.db.expire_lease(j.id, 151, "{}").await.unwrap());
-    assert!(c.db.expire_lease(j.id, 401, "{\"status\":\"fault\"}").await.unwrap());
+    assert!(
+        c.db.expire_lease(j.id, 401, "{\"status\":\"fault\"}")
+            .await
+            .unwrap()
+    );
     // The late agent finds its lease gone.
     assert_eq!(c.db.renew_lease(j.id, "L1", 900).await.unwrap(), None);
     assert!(!c.db.ack_chunk(j.id, "L1", 1, 1).await.unwrap());

@@ -131,7 +131,14 @@ async fn ls(s: ServerArgs) -> anyhow::Result<ExitCode> {
         .collect();
     client::table(
         &mut std::io::stdout(),
-        &["ID", "NAME", "LABELS", "EXECUTORS", "LAST CONTACT", "RUNNING"],
+        &[
+            "ID",
+            "NAME",
+            "LABELS",
+            "EXECUTORS",
+            "LAST CONTACT",
+            "RUNNING",
+        ],
         &rows,
     );
     Ok(ExitCode::SUCCESS)

@@ -187,7 +187,8 @@ pub async fn restore(args: RestoreArgs, data: &Path) -> anyhow::Result<ExitCode>
         let new_git = format!("{}/git/", data.display());
         for p in db.projects().await? {
             if let Some(rest) = p.git.strip_prefix(&old_git) {
-                db.set_project_git(p.id, &format!("{new_git}{rest}")).await?;
+                db.set_project_git(p.id, &format!("{new_git}{rest}"))
+                    .await?;
             }
         }
     }
@@ -261,11 +262,7 @@ fn unpack(file: &Path, staging: &Path, store: &BlobStore, root: &Path) -> anyhow
                 manifest = true;
             }
             Layout::Git(rel) => {
-                let dest = root
-                    .parent()
-                    .unwrap_or(root)
-                    .join("git")
-                    .join(&rel);
+                let dest = root.parent().unwrap_or(root).join("git").join(&rel);
                 if let Some(parent) = dest.parent() {
                     std::fs::create_dir_all(parent)
                         .with_context(|| format!("creating {}", parent.display()))?;

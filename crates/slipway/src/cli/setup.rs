@@ -7,7 +7,9 @@ use std::time::Duration;
 use anyhow::Context;
 use slipway_engine::secrets::{FileAndEnvSecrets, SecretSource};
 use slipway_engine::{Approver, Engine, Executors};
-use slipway_executor::{DockerConfig, DockerExecutor, Executor as _, ExecutorConfig, LocalConfig, RunnerId};
+use slipway_executor::{
+    DockerConfig, DockerExecutor, Executor as _, ExecutorConfig, LocalConfig, RunnerId,
+};
 
 /// `$SLIPWAY_DATA`, else `$XDG_DATA_HOME/slipway`, else `~/.local/share/slipway`.
 pub fn default_data_dir() -> PathBuf {
@@ -94,7 +96,9 @@ pub async fn executors(args: &ExecArgs) -> anyhow::Result<Executors> {
     let mut docker = None;
     if maybe_docker {
         let attempt = tokio::time::timeout(Duration::from_secs(5), async {
-            let d = Arc::new(DockerExecutor::connect(DockerConfig { host: None }, runner.clone()).await?);
+            let d = Arc::new(
+                DockerExecutor::connect(DockerConfig { host: None }, runner.clone()).await?,
+            );
             d.health().await?;
             Ok::<_, slipway_executor::ExecutorError>(d)
         })
@@ -170,7 +174,8 @@ pub async fn server_engine(data: &Path, approver: Arc<dyn Approver>) -> anyhow::
         Err(e) => tracing::warn!(error = %e, "could not look for leftover local sessions"),
     }
     let docker = match tokio::time::timeout(Duration::from_secs(5), async {
-        let d = Arc::new(DockerExecutor::connect(DockerConfig { host: None }, runner.clone()).await?);
+        let d =
+            Arc::new(DockerExecutor::connect(DockerConfig { host: None }, runner.clone()).await?);
         d.health().await?;
         Ok::<_, slipway_executor::ExecutorError>(d)
     })

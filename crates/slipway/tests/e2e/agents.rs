@@ -212,7 +212,11 @@ fn processes_in(dir: &Path) -> Vec<String> {
             && cwd.starts_with(&dir)
         {
             let cmd = std::fs::read_to_string(p.path().join("cmdline")).unwrap_or_default();
-            out.push(format!("{} {}", p.file_name().to_string_lossy(), cmd.replace('\0', " ")));
+            out.push(format!(
+                "{} {}",
+                p.file_name().to_string_lossy(),
+                cmd.replace('\0', " ")
+            ));
         }
     }
     out
@@ -220,7 +224,12 @@ fn processes_in(dir: &Path) -> Vec<String> {
 
 fn containers_labelled(runner: &str) -> Vec<String> {
     let out = Command::new("docker")
-        .args(["ps", "-aq", "--filter", &format!("label=io.slipway.runner={runner}")])
+        .args([
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=io.slipway.runner={runner}"),
+        ])
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout)
@@ -269,11 +278,26 @@ fn runs_a_job(executor: &str) {
     let r = server.slipway(&["agent", "ls", "--json"]);
     assert_eq!(r.code, 0, "{}", r.explain());
     let ls: Value = serde_json::from_str(&r.stdout).unwrap();
-    assert_eq!(ls["items"][0]["labels"], serde_json::json!(["linux", "x86"]), "{ls:#}");
-    assert_eq!(server.slipway(&["project", "create", "ag", "--git", &repo]).code, 0);
+    assert_eq!(
+        ls["items"][0]["labels"],
+        serde_json::json!(["linux", "x86"]),
+        "{ls:#}"
+    );
+    assert_eq!(
+        server
+            .slipway(&["project", "create", "ag", "--git", &repo])
+            .code,
+        0
+    );
     assert_eq!(server.slipway(&["pipeline", "start", "ag"]).code, 0);
     let v = wait_for(&server, "ag#1", "the end", Duration::from_secs(120), ended);
-    assert_eq!(v["status"], "succeeded", "{v:#}\n--- agent\n{}\n--- server\n{}", agent.log(), server.log());
+    assert_eq!(
+        v["status"],
+        "succeeded",
+        "{v:#}\n--- agent\n{}\n--- server\n{}",
+        agent.log(),
+        server.log()
+    );
     let evs = events(&server, "ag#1");
     let text = logged(&evs, "compile");
     for i in 1..=200 {
@@ -288,7 +312,10 @@ fn runs_a_job(executor: &str) {
     // The log the agent wrote is what the events carried.
     let raw = server.slipway(&["logs", "ag#1", "--action", "compile", "--raw"]);
     assert_eq!(raw.code, 0, "{}", raw.explain());
-    assert_eq!(raw.stdout, text, "the stored log blob and the log events differ");
+    assert_eq!(
+        raw.stdout, text,
+        "the stored log blob and the log events differ"
+    );
     // Pickup: from the action queued (action_started) to its first command running.
     let started = evs
         .iter()
@@ -309,7 +336,10 @@ fn runs_a_job(executor: &str) {
     }
     if executor == "docker" {
         let id = agent_id(&agent);
-        assert_eq!(containers_labelled(&format!("agent-{id}")), Vec::<String>::new());
+        assert_eq!(
+            containers_labelled(&format!("agent-{id}")),
+            Vec::<String>::new()
+        );
     }
 }
 
@@ -336,11 +366,24 @@ fn cancel_reaches_the_agent_within_a_second() {
     let repo = repo(
         &s,
         SLEEPY,
-        &[("buildspec.yml", "version: 0.2\nphases:\n  build:\n    commands:\n      - echo started\n      - sleep 60\n")],
+        &[(
+            "buildspec.yml",
+            "version: 0.2\nphases:\n  build:\n    commands:\n      - echo started\n      - sleep 60\n",
+        )],
     );
     let token = token(&server);
-    let agent = TestAgent::start(&server, &token, &s.path().join("agent"), &["--labels", "linux"]);
-    assert_eq!(server.slipway(&["project", "create", "ag", "--git", &repo]).code, 0);
+    let agent = TestAgent::start(
+        &server,
+        &token,
+        &s.path().join("agent"),
+        &["--labels", "linux"],
+    );
+    assert_eq!(
+        server
+            .slipway(&["project", "create", "ag", "--git", &repo])
+            .code,
+        0
+    );
     assert_eq!(server.slipway(&["pipeline", "start", "ag"]).code, 0);
     let t = Instant::now();
     while !logged(&events(&server, "ag#1"), "long").contains("started") {
@@ -353,14 +396,24 @@ fn cancel_reaches_the_agent_within_a_second() {
     assert_eq!(r.code, 0, "{}", r.explain());
     // The sleep is gone from the agent's work directory: the agent killed it.
     while !processes_in(&agent.work_dir).is_empty() {
-        assert!(t.elapsed() < Duration::from_secs(5), "still running: {:?}", processes_in(&agent.work_dir));
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "still running: {:?}",
+            processes_in(&agent.work_dir)
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     let killed = t.elapsed();
     let v = wait_for(&server, "ag#1", "the end", Duration::from_secs(30), ended);
-    eprintln!("FIGURE cancel: the agent's command was killed {} ms after the cancel request", killed.as_millis());
+    eprintln!(
+        "FIGURE cancel: the agent's command was killed {} ms after the cancel request",
+        killed.as_millis()
+    );
     assert_eq!(v["status"], "cancelled", "{v:#}");
-    assert!(killed < Duration::from_millis(1500), "cancel took {killed:?}");
+    assert!(
+        killed < Duration::from_millis(1500),
+        "cancel took {killed:?}"
+    );
 }
 
 #[test]
@@ -370,7 +423,12 @@ fn a_killed_agent_loses_its_lease_and_the_job_runs_on_another() {
     let repo = repo(&s, SLEEPY, &[("buildspec.yml", TICKS)]);
     let token = token(&server);
     let mut a = TestAgent::start(&server, &token, &s.path().join("a"), &["--labels", "linux"]);
-    assert_eq!(server.slipway(&["project", "create", "ag", "--git", &repo]).code, 0);
+    assert_eq!(
+        server
+            .slipway(&["project", "create", "ag", "--git", &repo])
+            .code,
+        0
+    );
     assert_eq!(server.slipway(&["pipeline", "start", "ag"]).code, 0);
     let t = Instant::now();
     while !logged(&events(&server, "ag#1"), "long").contains("tick-5\n") {
@@ -379,7 +437,10 @@ fn a_killed_agent_loses_its_lease_and_the_job_runs_on_another() {
     }
     // The second agent starts only now, so the first attempt is surely the first agent's.
     let b = TestAgent::start(&server, &token, &s.path().join("b"), &["--labels", "linux"]);
-    assert!(!processes_in(&a.work_dir).is_empty(), "the job runs in a's work directory");
+    assert!(
+        !processes_in(&a.work_dir).is_empty(),
+        "the job runs in a's work directory"
+    );
     a.kill();
     let killed = Instant::now();
     let t = Instant::now();
@@ -391,13 +452,23 @@ fn a_killed_agent_loses_its_lease_and_the_job_runs_on_another() {
         {
             break e.clone();
         }
-        assert!(t.elapsed() < Duration::from_secs(30), "no end of attempt 1\n{}", server.log());
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "no end of attempt 1\n{}",
+            server.log()
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     let detected = killed.elapsed();
-    eprintln!("FIGURE lease loss: attempt 1 ended {} ms after the agent was killed (lease 2 s)", detected.as_millis());
+    eprintln!(
+        "FIGURE lease loss: attempt 1 ended {} ms after the agent was killed (lease 2 s)",
+        detected.as_millis()
+    );
     assert_eq!(lost["status"], "fault", "{lost:#}");
-    assert!(lost["reason"].as_str().unwrap().contains("lost"), "{lost:#}");
+    assert!(
+        lost["reason"].as_str().unwrap().contains("lost"),
+        "{lost:#}"
+    );
     assert!(detected < Duration::from_secs(5), "{detected:?}");
     let v = wait_for(&server, "ag#1", "the end", Duration::from_secs(120), ended);
     assert_eq!(v["status"], "succeeded", "{v:#}\n--- b\n{}", b.log());
@@ -410,22 +481,34 @@ fn a_killed_agent_loses_its_lease_and_the_job_runs_on_another() {
         .filter(|e| e["type"] == "log" && e["action"] == "long")
         .map(|e| e["text"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(second.lines().filter(|l| l.starts_with("tick-")).count(), 60, "{second}");
+    assert_eq!(
+        second.lines().filter(|l| l.starts_with("tick-")).count(),
+        60,
+        "{second}"
+    );
     // The killed agent's build still runs (nobody killed its process group) until the agent
     // restarts and removes what it left: its processes and its workspaces.
     let left = processes_in(&a.work_dir);
     let restarted = TestAgent::start(&server, &token, &a.work_dir.clone(), &["--labels", "linux"]);
     assert!(
-        restarted.log().contains("removed what an earlier run of this agent left"),
+        restarted
+            .log()
+            .contains("removed what an earlier run of this agent left"),
         "{}\nleft before: {left:?}",
         restarted.log()
     );
     let t = Instant::now();
     while !processes_in(&restarted.work_dir).is_empty() {
-        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", processes_in(&restarted.work_dir));
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            processes_in(&restarted.work_dir)
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
-    let work = std::fs::read_dir(restarted.work_dir.join("work")).map(|d| d.count()).unwrap_or(0);
+    let work = std::fs::read_dir(restarted.work_dir.join("work"))
+        .map(|d| d.count())
+        .unwrap_or(0);
     assert_eq!(work, 0, "workspaces left");
     // The other agent's work directory is not touched.
     assert!(b.work_dir.join("agent.json").exists());
@@ -438,7 +521,12 @@ fn a_late_agent_finds_its_lease_gone_and_stops_its_job() {
     let repo = repo(&s, SLEEPY, &[("buildspec.yml", TICKS)]);
     let token = token(&server);
     let a = TestAgent::start(&server, &token, &s.path().join("a"), &["--labels", "linux"]);
-    assert_eq!(server.slipway(&["project", "create", "ag", "--git", &repo]).code, 0);
+    assert_eq!(
+        server
+            .slipway(&["project", "create", "ag", "--git", &repo])
+            .code,
+        0
+    );
     assert_eq!(server.slipway(&["pipeline", "start", "ag"]).code, 0);
     let t = Instant::now();
     while !logged(&events(&server, "ag#1"), "long").contains("tick-3\n") {
@@ -455,7 +543,12 @@ fn a_late_agent_finds_its_lease_gone_and_stops_its_job() {
     // Back, it learns the lease is gone and stops its build.
     let t = Instant::now();
     while !processes_in(&a.work_dir).is_empty() {
-        assert!(t.elapsed() < Duration::from_secs(10), "{:?}\n{}", processes_in(&a.work_dir), a.log());
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "{:?}\n{}",
+            processes_in(&a.work_dir),
+            a.log()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(a.log().contains("lease lost"), "{}", a.log());
@@ -487,15 +580,27 @@ fn a_server_restarted_mid_job_loses_and_doubles_no_log_line() {
     );
     let repo = repo(&s, pipeline, &[("buildspec.yml", &spec)]);
     let token = token(&server);
-    let agent = TestAgent::start(&server, &token, &s.path().join("agent"), &["--labels", "linux"]);
-    assert_eq!(server.slipway(&["project", "create", "ag", "--git", &repo]).code, 0);
+    let agent = TestAgent::start(
+        &server,
+        &token,
+        &s.path().join("agent"),
+        &["--labels", "linux"],
+    );
+    assert_eq!(
+        server
+            .slipway(&["project", "create", "ag", "--git", &repo])
+            .code,
+        0
+    );
     assert_eq!(server.slipway(&["pipeline", "start", "ag"]).code, 0);
     let started = Instant::now();
     let addr = server.addr();
     let config = s.path().join("slipway.toml");
     for round in 0..2 {
         let t = Instant::now();
-        while !logged(&events(&server, "ag#1"), "lines").contains(&format!("line-{}\n", 3000 + round * 4000)) {
+        while !logged(&events(&server, "ag#1"), "lines")
+            .contains(&format!("line-{}\n", 3000 + round * 4000))
+        {
             assert!(t.elapsed() < Duration::from_secs(60), "{}", agent.log());
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -506,8 +611,17 @@ fn a_server_restarted_mid_job_loses_and_doubles_no_log_line() {
     }
     let v = wait_for(&server, "ag#1", "the end", Duration::from_secs(180), ended);
     let took = started.elapsed();
-    assert_eq!(v["status"], "succeeded", "{v:#}\n--- agent\n{}\n--- server\n{}", agent.log(), server.log());
-    assert_eq!(v["actions"][0]["attempt"], 1, "the job was re-attached, not retried: {v:#}");
+    assert_eq!(
+        v["status"],
+        "succeeded",
+        "{v:#}\n--- agent\n{}\n--- server\n{}",
+        agent.log(),
+        server.log()
+    );
+    assert_eq!(
+        v["actions"][0]["attempt"], 1,
+        "the job was re-attached, not retried: {v:#}"
+    );
     let evs = events(&server, "ag#1");
     let seqs: Vec<u64> = evs.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
     assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "no gaps");
@@ -515,11 +629,17 @@ fn a_server_restarted_mid_job_loses_and_doubles_no_log_line() {
     let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("line-")).collect();
     let want: Vec<String> = (1..=n).map(|i| format!("line-{i}")).collect();
     assert_eq!(lines.len(), n, "lines stored: {} of {n}", lines.len());
-    assert!(lines.iter().zip(&want).all(|(a, b)| a == b), "in order, each once");
+    assert!(
+        lines.iter().zip(&want).all(|(a, b)| a == b),
+        "in order, each once"
+    );
     // The agent's own log (uploaded at the end) says the same.
     let raw = server.slipway(&["logs", "ag#1", "--action", "lines", "--raw"]);
     assert_eq!(raw.code, 0, "{}", raw.explain());
-    assert_eq!(raw.stdout, text, "the agent's log and the stored events differ");
+    assert_eq!(
+        raw.stdout, text,
+        "the agent's log and the stored events differ"
+    );
     eprintln!(
         "FIGURE log throughput through the agent: {n} lines in {:.1} s with two server restarts ({:.0} lines/s)",
         took.as_secs_f64(),

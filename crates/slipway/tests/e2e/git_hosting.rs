@@ -303,12 +303,19 @@ fn a_backup_carries_hosted_repositories_to_a_new_data_directory() {
     let mut server = TestServer::start(&s.data());
     let url = hosted(&server);
     let work = s.path().join("work");
-    git_ok(s.path(), &["clone", "-q", &url, work.to_str().unwrap()], &[]);
+    git_ok(
+        s.path(),
+        &["clone", "-q", &url, work.to_str().unwrap()],
+        &[],
+    );
     let sha = commit_all(
         &work,
         &[
             (".slipway/pipeline.yml", &pipeline("")),
-            ("step.yml", "version: 0.2\nphases:\n  build:\n    commands:\n      - echo restored\n"),
+            (
+                "step.yml",
+                "version: 0.2\nphases:\n  build:\n    commands:\n      - echo restored\n",
+            ),
         ],
     );
     git_ok(&work, &["push", "-q", "origin", "HEAD:main"], &[]);
@@ -321,7 +328,12 @@ fn a_backup_carries_hosted_repositories_to_a_new_data_directory() {
     let r = super::server_support::run_with_deadline(
         {
             let mut c = Command::new(bin());
-            c.args(["--data", data2.to_str().unwrap(), "restore", file.to_str().unwrap()]);
+            c.args([
+                "--data",
+                data2.to_str().unwrap(),
+                "restore",
+                file.to_str().unwrap(),
+            ]);
             c
         },
         Duration::from_secs(120),

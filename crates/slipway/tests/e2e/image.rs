@@ -78,10 +78,20 @@ fn slipway_run_builds_the_web_example_image_locally() {
     assert!(log.contains("not pushed"), "{log}");
     // The image is on the engine under both tags, and serves its version.
     let inspect = std::process::Command::new("docker")
-        .args(["image", "inspect", "--format", "{{.Id}}", &format!("web/web:{}", version.trim())])
+        .args([
+            "image",
+            "inspect",
+            "--format",
+            "{{.Id}}",
+            &format!("web/web:{}", version.trim()),
+        ])
         .output()
         .unwrap();
-    assert!(inspect.status.success(), "{}", String::from_utf8_lossy(&inspect.stderr));
+    assert!(
+        inspect.status.success(),
+        "{}",
+        String::from_utf8_lossy(&inspect.stderr)
+    );
     let id = String::from_utf8_lossy(&inspect.stdout).trim().to_string();
     assert_eq!(outputs["digest"], id);
     let out = std::process::Command::new("docker")
@@ -96,7 +106,11 @@ fn slipway_run_builds_the_web_example_image_locally() {
     // A second build reuses the engine's layer cache.
     let again = s.slipway(&["run", repo.to_str().unwrap(), "--json"]);
     assert_eq!(again.code, 0, "{}", again.stderr);
-    assert!(again.log("web-image").contains("Using cache"), "{}", again.log("web-image"));
+    assert!(
+        again.log("web-image").contains("Using cache"),
+        "{}",
+        again.log("web-image")
+    );
 }
 
 #[test]
@@ -136,7 +150,10 @@ fn the_server_builds_the_web_example_and_pushes_it_to_its_own_registry() {
     assert_eq!(r.code, 0, "{}\n--- server\n{}", r.explain(), server.log());
     let r = server.slipway(&["execution", "show", "web#1", "--json"]);
     let v: Value = serde_json::from_str(&r.stdout).unwrap();
-    let image = v["actions"][1]["outputs"]["image"].as_str().unwrap().to_string();
+    let image = v["actions"][1]["outputs"]["image"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let host = server.addr();
     assert!(
         image.starts_with(&format!("{host}/web/web@sha256:")),
@@ -166,13 +183,21 @@ fn the_server_builds_the_web_example_and_pushes_it_to_its_own_registry() {
         &["login", &host, "-u", "slipway", "--password-stdin"],
         Some(password.trim()),
     );
-    assert!(login.status.success(), "{}", String::from_utf8_lossy(&login.stderr));
+    assert!(
+        login.status.success(),
+        "{}",
+        String::from_utf8_lossy(&login.stderr)
+    );
     // Remove the engine's local copy so the pull really comes from the registry.
     let version = std::fs::read_to_string(repo.join("VERSION")).unwrap();
     let tagged = format!("{host}/web/web:{}", version.trim());
     let _ = docker_cmd(&["image", "rm", "-f", &tagged], None);
     let pull = docker_cmd(&["pull", &image], None);
-    assert!(pull.status.success(), "{}", String::from_utf8_lossy(&pull.stderr));
+    assert!(
+        pull.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pull.stderr)
+    );
     let out = docker_cmd(&["run", "--rm", &image, "cat", "/www/index.html"], None);
     assert!(
         String::from_utf8_lossy(&out.stdout).contains(version.trim()),
@@ -201,16 +226,37 @@ fn slipway_run_pushes_to_another_registry_with_credentials_from_a_secret() {
             "name: ext\nstages:\n  - name: image\n    actions:\n      - name: img\n        type: image\n        namespace: img\n        registry: \"{host}\"\n        repository: other/ext\n        credentials: REGISTRY_LOGIN\n        tags: [v1]\n"
         ),
     );
-    s.write("repo/Dockerfile", "FROM slipway-busybox:latest\nRUN echo external > /ext\n");
-    let secrets = s.write("secrets.env", &format!("REGISTRY_LOGIN=slipway:{}\n", password.trim()));
-    let r = s.slipway(&["run", &s.repo(), "--json", "--secrets-file", secrets.to_str().unwrap()]);
+    s.write(
+        "repo/Dockerfile",
+        "FROM slipway-busybox:latest\nRUN echo external > /ext\n",
+    );
+    let secrets = s.write(
+        "secrets.env",
+        &format!("REGISTRY_LOGIN=slipway:{}\n", password.trim()),
+    );
+    let r = s.slipway(&[
+        "run",
+        &s.repo(),
+        "--json",
+        "--secrets-file",
+        secrets.to_str().unwrap(),
+    ]);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     let fin = &r.of_type("action_finished")[0];
     let image = fin["outputs"]["image"].as_str().unwrap();
-    assert!(image.starts_with(&format!("{host}/other/ext@sha256:")), "{image}");
+    assert!(
+        image.starts_with(&format!("{host}/other/ext@sha256:")),
+        "{image}"
+    );
     // Wrong credentials: the push fails and says so.
     let bad = s.write("bad.env", "REGISTRY_LOGIN=slipway:wrong\n");
-    let r = s.slipway(&["run", &s.repo(), "--json", "--secrets-file", bad.to_str().unwrap()]);
+    let r = s.slipway(&[
+        "run",
+        &s.repo(),
+        "--json",
+        "--secrets-file",
+        bad.to_str().unwrap(),
+    ]);
     assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
     let fin = &r.of_type("action_finished")[0];
     assert!(
