@@ -652,43 +652,6 @@ async fn run_action_once(
                 Ok(v) => v,
                 Err(e) => return e,
             };
-            if let (Some(d), true) = (&engine.dispatch, remote(engine, b)) {
-                let remote = RemoteParts {
-                    bs,
-                    env,
-                    image,
-                    inputs,
-                };
-                return run_remote(
-                    req,
-                    stage,
-                    action,
-                    b,
-                    attempt,
-                    remote,
-                    events,
-                    cancel,
-                    d.as_ref(),
-                )
-                .await;
-            }
-            // The embedded runner's concurrency: the build waits (queued) for a slot.
-            let _slot = match &engine.job_slots {
-                Some(s) => tokio::select! {
-                    p = s.clone().acquire_owned() => p.ok(),
-                    _ = cancel.cancelled() => return failed(Status::Cancelled, "cancelled while queued"),
-                },
-                None => None,
-            };
-            let benv = BuildEnvironment {
-                executor,
-                store: engine.store.clone(),
-                work_root: engine.work_root.clone(),
-                cache_root: engine.cache_root.clone(),
-                artifacts_dir: engine.artifacts_dir.clone(),
-                secrets: engine.secrets.clone(),
-                events: events.clone(),
-            };
             let job = BuildJob {
                 stage: stage.into(),
                 action: action.name.clone(),
@@ -726,6 +689,26 @@ async fn run_action_once(
                 },
                 timeout: action.timeout,
                 cancel: cancel.child_token(),
+            };
+            if let (Some(d), true) = (&engine.dispatch, remote(engine, b)) {
+                return run_remote(req, b, job, events, d.as_ref()).await;
+            }
+            // The embedded runner's concurrency: the build waits (queued) for a slot.
+            let _slot = match &engine.job_slots {
+                Some(s) => tokio::select! {
+                    p = s.clone().acquire_owned() => p.ok(),
+                    _ = cancel.cancelled() => return failed(Status::Cancelled, "cancelled while queued"),
+                },
+                None => None,
+            };
+            let benv = BuildEnvironment {
+                executor,
+                store: engine.store.clone(),
+                work_root: engine.work_root.clone(),
+                cache_root: engine.cache_root.clone(),
+                artifacts_dir: engine.artifacts_dir.clone(),
+                secrets: engine.secrets.clone(),
+                events: events.clone(),
             };
             run_build_or_batch(&benv, job, engine.batch_concurrency, &req.source).await
         }
@@ -836,70 +819,14 @@ async fn run_action_once(
     }
 }
 
-/// What `run_action_once` resolved for a build before it goes to an agent.
-struct RemoteParts {
-    bs: Buildspec,
-    env: Vec<(String, String)>,
-    image: Option<String>,
-    inputs: Vec<(String, PathBuf)>,
-}
-
 /// Hands a build action with `runs-on` to the engine's dispatch (an agent runs it).
-#[allow(clippy::too_many_arguments)]
 async fn run_remote(
     req: &ExecutionRequest,
-    stage: &str,
-    action: &Action,
     b: &pipeline::BuildAction,
-    attempt: u32,
-    RemoteParts {
-        bs,
-        env,
-        image,
-        inputs,
-    }: RemoteParts,
+    job: BuildJob,
     events: &EventSink,
-    cancel: &CancellationToken,
     dispatch: &dyn crate::dispatch::Dispatch,
 ) -> BuildResult {
-    let job = BuildJob {
-        stage: stage.into(),
-        action: action.name.clone(),
-        attempt,
-        source: req.source.clone(),
-        buildspec: bs,
-        image,
-        privileged: b.privileged || req.privileged,
-        services: b
-            .services
-            .iter()
-            .map(|s| ServiceContainer {
-                name: s.name.clone(),
-                image: s.image.clone(),
-                env: s.env.clone(),
-                command: s.command.clone(),
-            })
-            .collect(),
-        project_env: env,
-        overrides: req.overrides.clone(),
-        inputs,
-        primary_artifact: action
-            .outputs
-            .first()
-            .cloned()
-            .unwrap_or_else(|| action.name.clone()),
-        ids: BuildIds {
-            build_id: format!("{}:{}", req.project, uuid::Uuid::now_v7()),
-            build_number: req.number,
-            initiator: format!("slipway/{}", req.trigger),
-            source_version: req.source_version.clone(),
-            resolved_source_version: req.revision.clone(),
-            batch_identifier: None,
-            project: req.project.clone(),
-        },
-        timeout: action.timeout,
-        cancel: cancel.child_token(),
-    };
     dispatch
         .run(
             crate::dispatch::RemoteBuild {
