@@ -5,11 +5,8 @@
 
 use axum::http::HeaderMap;
 use serde::Deserialize;
-use serde_json::json;
-use slipway_model::Status;
 
 use super::{Parsed, branch_ref, header, hmac_matches};
-use crate::notify::{Outgoing, StatusReport};
 use crate::triggers::{Change, PullRequestAction};
 
 /// Forgejo's header when present, else Gitea's (Forgejo sends both).
@@ -131,32 +128,9 @@ pub fn parse(event: &str, body: &[u8]) -> Result<Parsed, String> {
     }
 }
 
-/// Gitea's commit-status states: pending, success, error, failure, warning.
-pub fn state(s: Status) -> &'static str {
-    match s {
-        Status::Queued | Status::Running | Status::Waiting => "pending",
-        Status::Succeeded => "success",
-        Status::Failed | Status::TimedOut => "failure",
-        _ => "error",
-    }
-}
-
-pub fn status_request(r: &StatusReport<'_>) -> Outgoing {
-    Outgoing {
-        url: format!(
-            "{}/repos/{}/statuses/{}",
-            r.api.trim_end_matches('/'),
-            r.repo.trim_matches('/'),
-            r.sha
-        ),
-        body: json!({
-            "state": state(r.status),
-            "target_url": r.target_url,
-            "description": r.description,
-            "context": r.context,
-        }),
-    }
-}
+/// Gitea's statuses API has GitHub's path, body and states (pending, success, failure,
+/// error; Gitea's extra `warning` is never sent); only the authorization header differs.
+pub use super::github::{state, status_request};
 
 pub fn status_headers(token: &str) -> Vec<(&'static str, String)> {
     vec![
