@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::server_support::TestServer;
-use super::support::{IMAGE, Scratch, bin, docker};
+use super::support::{IMAGE, Scratch, bin, containers_labelled, docker, git, processes_in};
 
 /// A lease of 2 s, no pause before retries: the lost-agent tests finish quickly.
 const CONFIG: &str = "[agents]\nlease_ttl = \"2s\"\n[timeouts]\nretry_backoff = \"0s\"\n";
@@ -108,21 +108,6 @@ impl Drop for TestAgent {
     }
 }
 
-fn git(dir: &Path, args: &[&str]) {
-    let ok = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@t")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@t")
-        .status()
-        .expect("git")
-        .success();
-    assert!(ok, "git {args:?}");
-}
-
 /// A repository whose pipeline is `pipeline` with the given buildspecs, committed.
 fn repo(s: &Scratch, pipeline: &str, files: &[(&str, &str)]) -> String {
     s.write("repo/.slipway/pipeline.yml", pipeline);
@@ -197,44 +182,6 @@ fn logged(events: &[Value], action: &str) -> String {
         .iter()
         .filter(|e| e["type"] == "log" && e["action"] == action)
         .map(|e| e["text"].as_str().unwrap().to_string())
-        .collect()
-}
-
-/// Processes whose working directory is inside `dir`.
-fn processes_in(dir: &Path) -> Vec<String> {
-    let dir = dir.canonicalize().unwrap_or(dir.to_path_buf());
-    let mut out = Vec::new();
-    for p in std::fs::read_dir("/proc").unwrap().flatten() {
-        if p.file_name().to_string_lossy().parse::<u32>().is_err() {
-            continue;
-        }
-        if let Ok(cwd) = std::fs::read_link(p.path().join("cwd"))
-            && cwd.starts_with(&dir)
-        {
-            let cmd = std::fs::read_to_string(p.path().join("cmdline")).unwrap_or_default();
-            out.push(format!(
-                "{} {}",
-                p.file_name().to_string_lossy(),
-                cmd.replace('\0', " ")
-            ));
-        }
-    }
-    out
-}
-
-fn containers_labelled(runner: &str) -> Vec<String> {
-    let out = Command::new("docker")
-        .args([
-            "ps",
-            "-aq",
-            "--filter",
-            &format!("label=io.slipway.runner={runner}"),
-        ])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(String::from)
         .collect()
 }
 

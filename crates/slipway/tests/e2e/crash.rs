@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::server_support::TestServer;
-use super::support::{IMAGE, Scratch, docker};
+use super::support::{IMAGE, Scratch, containers_labelled, docker, git, processes_in};
 
 /// A PostgreSQL database of its own for one test, dropped when the guard goes.
 struct PgDb {
@@ -74,21 +74,6 @@ fn psql(url: &str, sql: &str) {
     );
 }
 
-fn git(dir: &Path, args: &[&str]) {
-    let ok = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@t")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@t")
-        .status()
-        .expect("git")
-        .success();
-    assert!(ok, "git {args:?}");
-}
-
 /// A pipeline whose first build prints a numbered line every 50 ms for about 3 s and may be
 /// retried on infrastructure failures; then an approval; then a last build.
 fn repo(s: &Scratch, image: Option<&str>) -> String {
@@ -130,28 +115,6 @@ fn stored_events(server: &TestServer) -> BTreeMap<u64, Value> {
         .collect()
 }
 
-/// Processes whose working directory is inside `data`: builds the server started.
-fn processes_in(data: &Path) -> Vec<String> {
-    let data = data.canonicalize().unwrap_or(data.to_path_buf());
-    let mut out = Vec::new();
-    for p in std::fs::read_dir("/proc").unwrap().flatten() {
-        if p.file_name().to_string_lossy().parse::<u32>().is_err() {
-            continue;
-        }
-        if let Ok(cwd) = std::fs::read_link(p.path().join("cwd"))
-            && cwd.starts_with(&data)
-        {
-            let cmd = std::fs::read_to_string(p.path().join("cmdline")).unwrap_or_default();
-            out.push(format!(
-                "{} {}",
-                p.file_name().to_string_lossy(),
-                cmd.replace('\0', " ")
-            ));
-        }
-    }
-    out
-}
-
 /// Containers labelled with the runner id a server over `data` uses.
 fn containers_of(data: &Path) -> Vec<String> {
     let out = Command::new("sh")
@@ -163,19 +126,7 @@ fn containers_of(data: &Path) -> Vec<String> {
         .output()
         .unwrap();
     let runner = format!("server-{}", String::from_utf8_lossy(&out.stdout).trim());
-    let out = Command::new("docker")
-        .args([
-            "ps",
-            "-aq",
-            "--filter",
-            &format!("label=io.slipway.runner={runner}"),
-        ])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(String::from)
-        .collect()
+    containers_labelled(&runner)
 }
 
 fn wait_until(

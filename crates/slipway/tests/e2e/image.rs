@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::support::{Scratch, docker, example};
+use super::support::{Scratch, docker, example, git};
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     for e in walk(from) {
@@ -28,21 +28,6 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
-}
-
-fn git(dir: &std::path::Path, args: &[&str]) {
-    let ok = std::process::Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@t")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@t")
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "git {args:?}");
 }
 
 /// The web example as a repository of its own in the scratch dir.

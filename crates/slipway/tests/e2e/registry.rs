@@ -10,8 +10,7 @@ use super::server_support::TestServer;
 use super::support::{IMAGE, Scratch, docker};
 
 fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("run a client");
-    out
+    cmd.output().expect("run a client")
 }
 
 fn ok(cmd: &mut Command) -> String {

@@ -158,3 +158,42 @@ pub fn git(dir: &Path, args: &[&str]) {
         .expect("git");
     assert!(st.success(), "git {args:?}");
 }
+
+/// Processes whose working directory is inside `dir` (builds something there started).
+pub fn processes_in(dir: &Path) -> Vec<String> {
+    let dir = dir.canonicalize().unwrap_or(dir.to_path_buf());
+    let mut out = Vec::new();
+    for p in std::fs::read_dir("/proc").unwrap().flatten() {
+        if p.file_name().to_string_lossy().parse::<u32>().is_err() {
+            continue;
+        }
+        if let Ok(cwd) = std::fs::read_link(p.path().join("cwd"))
+            && cwd.starts_with(&dir)
+        {
+            let cmd = std::fs::read_to_string(p.path().join("cmdline")).unwrap_or_default();
+            out.push(format!(
+                "{} {}",
+                p.file_name().to_string_lossy(),
+                cmd.replace('\0', " ")
+            ));
+        }
+    }
+    out
+}
+
+/// Containers (running or not) carrying the runner label `runner`.
+pub fn containers_labelled(runner: &str) -> Vec<String> {
+    let out = Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=io.slipway.runner={runner}"),
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(String::from)
+        .collect()
+}
